@@ -1,0 +1,70 @@
+"""What every handler needs: the service, the key check, and a bounded JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from app.errors import ApiError, bad_request
+from app.service import Service
+
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+_DENIED = (
+    "Access denied due to invalid subscription key. "
+    "Make sure to provide a valid key in the Ocp-Apim-Subscription-Key header."
+)
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def authorize(request: Request, admin: bool = False) -> Service:
+    """The service, if the request carries a key good enough for this call; else 401."""
+    svc = service(request)
+    role = svc.keys.role(request.headers.get(KEY_HEADER))
+    if role is None or (admin and role != "admin"):
+        message = _DENIED if role is None else "This operation needs the admin key."
+        raise ApiError(401, "Unauthorized", message, "InvalidApiAccess")
+    return svc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request, limit: int, inner: str) -> Any:
+    """The request body as JSON; 413 past `limit` bytes, 400 (`inner` code) if not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise _too_large(limit)
+    if not body.strip():
+        raise bad_request(inner, "The request body is empty; a JSON object is required.")
+    try:
+        return json.loads(bytes(body).decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise bad_request(inner, "The request body is not valid UTF-8.") from None
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(inner, f"The request body is not valid JSON: {exc}") from None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413,
+        "PayloadSizeExceeded",
+        f"The request body exceeds {limit} bytes.",
+        "PayloadSizeExceeded",
+    )
+
+
+def json_object(body: Any, inner: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request(inner, "The request body must be a JSON object.")
+    return body

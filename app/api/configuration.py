@@ -1,0 +1,72 @@
+"""configurations/service and configurations/policy (admin key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app.api.common import authorize, json_object, read_json
+from app.errors import bad_request
+from app.service_config import ConfigError, validate
+from app.store import configuration
+from policies.arguments import DEFAULT_ARGUMENTS, ArgumentsError
+from policies.arguments import validate as validate_arguments
+
+DEFAULT_POLICY_NAME = "default"
+MAX_NAME_LENGTH = 256
+
+
+async def get_service(request: Request) -> JSONResponse:
+    svc = authorize(request, admin=True)
+    return JSONResponse(svc.document)
+
+
+async def put_service(request: Request) -> JSONResponse:
+    svc = authorize(request, admin=True)
+    body = await read_json(request, svc.settings.max_body_bytes, "InvalidServiceConfiguration")
+    try:
+        change = validate(body, svc.document)
+    except ConfigError as exc:
+        raise bad_request(exc.inner, str(exc)) from None
+    await configuration.save_config(svc.engine, change.document, change.new_model)
+    await svc.reload()
+    return JSONResponse(svc.document)
+
+
+def _contract(name: str, arguments: str) -> dict[str, Any]:
+    return {"name": name, "arguments": arguments}
+
+
+async def get_policy(request: Request) -> JSONResponse:
+    svc = authorize(request, admin=True)
+    row = svc.serving.row
+    return JSONResponse(_contract(row.name, row.arguments))
+
+
+async def put_policy(request: Request) -> JSONResponse:
+    svc = authorize(request, admin=True)
+    body = json_object(
+        await read_json(request, svc.settings.max_body_bytes, "InvalidPolicyContract"),
+        "InvalidPolicyContract",
+    )
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise bad_request(
+            "InvalidPolicyContract", f"name is required: 1 to {MAX_NAME_LENGTH} characters."
+        )
+    try:
+        arguments = validate_arguments(body.get("arguments"))
+    except ArgumentsError as exc:
+        raise bad_request("InvalidPolicyConfiguration", str(exc)) from None
+    await configuration.replace_champion(svc.engine, name, arguments)
+    await svc.reload()
+    return JSONResponse(_contract(name, arguments))
+
+
+async def reset_policy(request: Request) -> JSONResponse:
+    svc = authorize(request, admin=True)
+    await configuration.replace_champion(svc.engine, DEFAULT_POLICY_NAME, DEFAULT_ARGUMENTS)
+    await svc.reload()
+    return JSONResponse(_contract(DEFAULT_POLICY_NAME, DEFAULT_ARGUMENTS))

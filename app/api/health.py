@@ -1,0 +1,28 @@
+"""GET /healthz (no key): is the database reachable, which policy and model serve."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app.api.common import service
+
+
+async def healthz(request: Request) -> JSONResponse:
+    svc = service(request)
+    try:
+        async with svc.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        database = "reachable"
+    except Exception:
+        database = "unreachable"
+    model = svc.serving
+    body = {
+        "status": "ok" if database == "reachable" else "degraded",
+        "database": database,
+        "policy": model.row.name,
+        "modelVersion": model.version,
+        "learningMode": svc.rules.learning_mode,
+    }
+    return JSONResponse(body, status_code=200 if database == "reachable" else 503)

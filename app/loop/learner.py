@@ -1,0 +1,178 @@
+"""The learning loop: join final events, learn them in order, snapshot the model.
+
+The serving model and the learner share one VW workspace in this process, so a learned
+reward shows in the next rank. Every final event has a position (`joined.seq`); the model
+remembers the last position it learned (`cursor`), and a snapshot stores the bytes and the
+cursor together, so a restart loads the newest snapshot and learns what follows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.service_config import Rules
+from app.store import configuration, joins, snapshots
+from app.store.configuration import PolicyRow
+from policies import join
+from policies.arguments import with_epsilon
+from policies.features import Action
+from policies.ranking import learning_example
+from policies.vw import Policy
+
+log = logging.getLogger(__name__)
+
+LEARN_BATCH = 500
+YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
+
+
+@dataclass
+class ServingModel:
+    row: PolicyRow
+    policy: Policy
+    cursor: int  # last joined position learned
+    events_learned: int
+    saved_cursor: int  # cursor of the newest snapshot
+
+    @property
+    def version(self) -> str:
+        return f"{self.row.id}.{self.events_learned}"
+
+
+class Learner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        rules: Callable[[], Rules],
+        snapshots_kept: int,
+        join_interval: float,
+    ) -> None:
+        self._engine = engine
+        self._rules = rules
+        self._snapshots_kept = snapshots_kept
+        self._join_interval = join_interval
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one step, load or snapshot at a time
+        self._task: asyncio.Task[None] | None = None
+        self._last_snapshot = time.monotonic()
+        self.serving: ServingModel | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Serve the champion: its newest snapshot, then every joined event after it."""
+        async with self._lock:
+            row = await configuration.champion(self._engine)
+            arguments = with_epsilon(row.arguments, self._rules().exploration)
+            snap = await snapshots.latest(self._engine, row.id)
+            if snap is None:
+                model = ServingModel(row, Policy(arguments), row.start_seq, 0, row.start_seq)
+            else:
+                policy = Policy.from_bytes(arguments, snap.model)
+                model = ServingModel(row, policy, snap.cursor, snap.events_learned, snap.cursor)
+            self.serving = model
+            await self._learn_available(model)
+            log.info("serving policy %s, model version %s", row.name, model.version)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="learner")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.snapshot()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._join_interval)
+            self._wake.clear()
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("learner step failed; retrying")
+                await asyncio.sleep(min(5.0, self._join_interval * 4))
+
+    async def step(self) -> None:
+        rules = self._rules()
+        async with self._lock:
+            await joins.finalize(
+                self._engine,
+                rules.wait,
+                rules.aggregation == "earliest",
+                lambda c: join.outcome(
+                    rewards=c.rewards,
+                    deferred=c.deferred,
+                    activated=c.activated,
+                    expired=c.expired,
+                    aggregation=rules.aggregation,
+                    default_reward=rules.default_reward,
+                ),
+            )
+            if self.serving is not None:
+                await self._learn_available(self.serving)
+        if time.monotonic() - self._last_snapshot >= rules.export_every.total_seconds():
+            await self.snapshot()
+
+    async def _learn_available(self, model: ServingModel) -> None:
+        while True:
+            events = await joins.joined_after(self._engine, model.cursor, LEARN_BATCH)
+            for n, event in enumerate(events, 1):
+                if event["learn"]:
+                    model.events_learned += _learn(model.policy, event)
+                model.cursor = event["seq"]
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            if len(events) < LEARN_BATCH:
+                return
+
+    async def snapshot(self) -> None:
+        """Save the serving model with its cursor if its cursor moved since the last snapshot."""
+        async with self._lock:
+            model = self.serving
+            self._last_snapshot = time.monotonic()
+            if model is None or model.cursor == model.saved_cursor:
+                return
+            cursor = model.cursor
+            await snapshots.save(
+                self._engine,
+                snapshots.Snapshot(
+                    model.row.id, cursor, model.events_learned, model.policy.to_bytes()
+                ),
+                self._snapshots_kept,
+            )
+            model.saved_cursor = cursor
+
+
+def _learn(policy: Policy, event: dict) -> int:
+    """Teach `policy` one joined event; returns 1 if it learned, 0 if the event teaches nothing."""
+    example = learning_example(
+        learning_mode=event["learning_mode"],
+        actions=[Action(a["id"], a["features"]) for a in event["actions"]],
+        excluded=set(event["excluded"]),
+        reward_action=event["reward_action"],
+        probability=event["probability"],
+        policy_action=event["policy_action"],
+        policy_probability=event["policy_probability"],
+        reward=event["reward"],
+    )
+    if example is None:
+        return 0
+    actions, chosen, cost, probability = example
+    policy.learn(event["context"], actions, chosen, cost, probability)
+    return 1

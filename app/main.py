@@ -1,0 +1,47 @@
+"""The application factory. The lifespan owns every resource: engine, writer, learner."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+
+from app import service_config
+from app.api.configuration import DEFAULT_POLICY_NAME
+from app.api.routes import routes
+from app.errors import HANDLERS
+from app.keys import Keys
+from app.service import Service
+from app.settings import Settings
+from app.store import configuration
+from app.store.db import async_engine
+from policies.arguments import DEFAULT_ARGUMENTS
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, database_url: str, keys: Keys) -> Starlette:
+    """The ASGI app over an already migrated database at `database_url`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engine = async_engine(database_url)
+        try:
+            await configuration.ensure_defaults(
+                engine, service_config.defaults(), DEFAULT_POLICY_NAME, DEFAULT_ARGUMENTS
+            )
+            document = await configuration.load_config(engine)
+            assert document is not None
+            service = Service(settings, keys, engine, document)
+            await service.start()
+            app.state.service = service
+            try:
+                yield
+            finally:
+                await service.stop()
+        finally:
+            await engine.dispose()
+
+    return Starlette(routes=routes(), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]

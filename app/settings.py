@@ -1,0 +1,102 @@
+"""Settings: every environment variable and flag, with its default and a one-line doc.
+
+The README's configuration table is checked against `FIELDS` by a test.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _doc(env: str | None, flag: str | None, text: str) -> dict[str, str | None]:
+    return {"env": env, "flag": flag, "doc": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(
+        default="127.0.0.1", metadata=_doc(None, "--host", "Address the HTTP server binds.")
+    )
+    port: int = field(default=8000, metadata=_doc(None, "--port", "TCP port of the HTTP server."))
+    data_dir: Path = field(
+        default=Path("./var"),
+        metadata=_doc(
+            "DS_DATA_DIR",
+            "--data-dir",
+            "Where the embedded PostgreSQL and the generated keys live.",
+        ),
+    )
+    database_url: str | None = field(
+        default=None,
+        metadata=_doc(
+            "DATABASE_URL",
+            None,
+            "PostgreSQL URL (`postgresql://…` or `postgresql+psycopg://…`); unset: embedded.",
+        ),
+    )
+    api_key: str | None = field(
+        default=None,
+        metadata=_doc(
+            "DS_API_KEY",
+            None,
+            "Key for rank/reward/activate; unset: generated once, kept in the data dir.",
+        ),
+    )
+    admin_key: str | None = field(
+        default=None,
+        metadata=_doc(
+            "DS_ADMIN_KEY",
+            None,
+            "Key for everything, configuration included; unset: generated like the API key.",
+        ),
+    )
+    max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata=_doc("DS_MAX_BODY_BYTES", None, "Largest request body accepted (bytes)."),
+    )
+    join_interval: float = field(
+        default=0.5,
+        metadata=_doc(
+            "DS_JOIN_INTERVAL",
+            None,
+            "Seconds between the learner's scans for events whose wait time has closed.",
+        ),
+    )
+    snapshots_kept: int = field(
+        default=3,
+        metadata=_doc("DS_SNAPSHOTS_KEPT", None, "Model snapshots kept per policy (newest)."),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_doc("DS_LOG_LEVEL", "--log-level", "Log level: debug, info, warning, error."),
+    )
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from the environment; `overrides` (command-line flags) win when not None."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.metadata.get("env")
+            if name and env.get(name):
+                values[f.name] = _convert(f.type, env[name], name)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _convert(kind: object, raw: str, name: str) -> object:
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+FIELDS = fields(Settings)

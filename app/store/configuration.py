@@ -1,0 +1,104 @@
+"""The service configuration document and the policies (one champion, each a fresh model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.tables import joined, policies, service_config
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    id: int
+    name: str
+    arguments: str
+    role: str
+    start_seq: int
+
+
+async def load_config(engine: AsyncEngine) -> dict[str, Any] | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(service_config.c.document).where(service_config.c.id == 1))
+        ).scalar_one_or_none()
+    return dict(row) if row is not None else None
+
+
+async def ensure_defaults(
+    engine: AsyncEngine, document: dict[str, Any], name: str, arguments: str
+) -> None:
+    """First start: write the default configuration and a champion policy if missing."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201)"))
+        exists = (
+            await conn.execute(sa.select(service_config.c.id).where(service_config.c.id == 1))
+        ).first()
+        if not exists:
+            await conn.execute(
+                sa.insert(service_config).values(id=1, document=document, updated_at=sa.func.now())
+            )
+        champion = (
+            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
+        ).first()
+        if not champion:
+            await _insert_champion(conn, name, arguments)
+
+
+async def save_config(engine: AsyncEngine, document: dict[str, Any], new_model: bool) -> None:
+    """Store the configuration; `new_model` retires the champion's model for a fresh one."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(service_config)
+            .where(service_config.c.id == 1)
+            .values(document=document, updated_at=sa.func.now())
+        )
+        if new_model:
+            current = await _champion(conn)
+            await _insert_champion(conn, current.name, current.arguments)
+
+
+async def champion(engine: AsyncEngine) -> PolicyRow:
+    async with engine.connect() as conn:
+        return await _champion(conn)
+
+
+async def replace_champion(engine: AsyncEngine, name: str, arguments: str) -> PolicyRow:
+    """A new champion policy with a fresh model; the old one is retired."""
+    async with engine.begin() as conn:
+        return await _insert_champion(conn, name, arguments)
+
+
+async def _champion(conn: AsyncConnection) -> PolicyRow:
+    row = (
+        (await conn.execute(sa.select(policies).where(policies.c.role == "champion")))
+        .mappings()
+        .one()
+    )
+    return PolicyRow(row["id"], row["name"], row["arguments"], row["role"], row["start_seq"])
+
+
+async def _insert_champion(conn: AsyncConnection, name: str, arguments: str) -> PolicyRow:
+    await conn.execute(
+        sa.update(policies).where(policies.c.role == "champion").values(role="retired")
+    )
+    start = (
+        await conn.execute(sa.select(sa.func.coalesce(sa.func.max(joined.c.seq), 0)))
+    ).scalar_one()
+    new_id = (
+        await conn.execute(
+            sa.insert(policies)
+            .values(
+                name=name,
+                arguments=arguments,
+                role="champion",
+                start_seq=start,
+                created_at=sa.func.now(),
+            )
+            .returning(policies.c.id)
+        )
+    ).scalar_one()
+    return PolicyRow(new_id, name, arguments, "champion", int(start))

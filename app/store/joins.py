@@ -1,0 +1,146 @@
+"""The joiner's and the learner's queries: finalize pending events, read the joined stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.tables import activations, decisions, joined, pending, rewards
+from policies.join import Outcome
+
+FINALIZE_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    event_id: str
+    deferred: bool
+    expired: bool
+    activated: bool
+    rewards: list[float]
+
+
+async def finalize(
+    engine: AsyncEngine,
+    wait: timedelta,
+    earliest: bool,
+    decide: Callable[[Candidate], Outcome | None],
+) -> int:
+    """Join every pending event that is final now, in one transaction; returns how many.
+
+    Each joined event gets the next position of `joined_seq`, in decision order, and leaves
+    `pending` in the same transaction, so an event is joined exactly once.
+    """
+    window_end = pending.c.created_at + wait
+    reward_values = (
+        sa.select(
+            sa.func.array_agg(
+                aggregate_order_by(rewards.c.value, rewards.c.received_at, rewards.c.id)
+            )
+        )
+        .where(rewards.c.event_id == pending.c.event_id, rewards.c.received_at <= window_end)
+        .scalar_subquery()
+    )
+    activated = sa.exists().where(
+        activations.c.event_id == pending.c.event_id, activations.c.received_at <= window_end
+    )
+    expired = window_end <= sa.func.now()
+    ready = expired
+    if earliest:
+        ready = sa.or_(
+            expired,
+            sa.exists().where(
+                rewards.c.event_id == pending.c.event_id, rewards.c.received_at <= window_end
+            ),
+        )
+    query = (
+        sa.select(
+            pending.c.event_id,
+            pending.c.deferred,
+            expired.label("expired"),
+            activated.label("activated"),
+            reward_values.label("rewards"),
+        )
+        .where(ready)
+        .order_by(pending.c.created_at, pending.c.event_id)
+        .limit(FINALIZE_BATCH)
+        .with_for_update(of=pending, skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+        final: list[tuple[Candidate, Outcome]] = []
+        for row in rows:
+            candidate = Candidate(
+                row["event_id"],
+                row["deferred"],
+                row["expired"],
+                row["activated"],
+                list(row["rewards"] or []),
+            )
+            result = decide(candidate)
+            if result is not None:
+                final.append((candidate, result))
+        if not final:
+            return 0
+        seqs = (
+            (
+                await conn.execute(
+                    sa.select(sa.func.nextval("joined_seq")).select_from(
+                        sa.func.generate_series(1, len(final))
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await conn.execute(
+            insert(joined).values(
+                [
+                    {
+                        "seq": seq,
+                        "event_id": c.event_id,
+                        "reward": o.reward,
+                        "learn": o.learn,
+                        "reason": o.reason,
+                        "reward_count": len(c.rewards),
+                        "joined_at": sa.func.now(),
+                    }
+                    for seq, (c, o) in zip(sorted(seqs), final, strict=True)
+                ]
+            )
+        )
+        await conn.execute(
+            sa.delete(pending).where(pending.c.event_id.in_([c.event_id for c, _ in final]))
+        )
+    return len(final)
+
+
+async def joined_after(engine: AsyncEngine, cursor: int, limit: int) -> list[dict[str, Any]]:
+    """Joined events after position `cursor`, in order, with what learning needs."""
+    query = (
+        sa.select(
+            joined.c.seq,
+            joined.c.reward,
+            joined.c.learn,
+            decisions.c.context,
+            decisions.c.actions,
+            decisions.c.excluded,
+            decisions.c.reward_action,
+            decisions.c.probability,
+            decisions.c.policy_action,
+            decisions.c.policy_probability,
+            decisions.c.learning_mode,
+        )
+        .select_from(joined.join(decisions, decisions.c.event_id == joined.c.event_id))
+        .where(joined.c.seq > cursor)
+        .order_by(joined.c.seq)
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings().all()]

@@ -1,0 +1,57 @@
+"""Model snapshots: the model bytes and the position of the last event learned, together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.store.tables import snapshots
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    policy_id: int
+    cursor: int
+    events_learned: int
+    model: bytes
+
+
+async def latest(engine: AsyncEngine, policy_id: int) -> Snapshot | None:
+    query = (
+        sa.select(snapshots)
+        .where(snapshots.c.policy_id == policy_id)
+        .order_by(snapshots.c.cursor.desc(), snapshots.c.id.desc())
+        .limit(1)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        return None
+    return Snapshot(row["policy_id"], row["cursor"], row["events_learned"], bytes(row["model"]))
+
+
+async def save(engine: AsyncEngine, snapshot: Snapshot, keep: int) -> None:
+    """Store a snapshot and drop all but the newest `keep` of its policy, in one transaction."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(snapshots).values(
+                policy_id=snapshot.policy_id,
+                cursor=snapshot.cursor,
+                events_learned=snapshot.events_learned,
+                model=snapshot.model,
+                created_at=sa.func.now(),
+            )
+        )
+        newest = (
+            sa.select(snapshots.c.id)
+            .where(snapshots.c.policy_id == snapshot.policy_id)
+            .order_by(snapshots.c.cursor.desc(), snapshots.c.id.desc())
+            .limit(keep)
+        )
+        await conn.execute(
+            sa.delete(snapshots).where(
+                snapshots.c.policy_id == snapshot.policy_id, snapshots.c.id.not_in(newest)
+            )
+        )

@@ -1,0 +1,104 @@
+"""The schema, as SQLAlchemy Core tables. Only migrations change the database itself."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+# One row per rank call, written before the 201 and never updated.
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("request_hash", sa.Text, nullable=False),
+    sa.Column("context", JSONB, nullable=False),  # contextFeatures, cleaned
+    sa.Column("actions", JSONB, nullable=False),  # [{id, features}], cleaned, request order
+    sa.Column("excluded", JSONB, nullable=False),  # [action id]
+    sa.Column("ranking", JSONB, nullable=False),  # the answer: [{id, probability}]
+    sa.Column("reward_action", sa.Integer, nullable=False),  # index answered
+    sa.Column("probability", sa.Float, nullable=False),  # P(served reward_action)
+    sa.Column("policy_action", sa.Integer, nullable=False),  # index the policy drew
+    sa.Column("policy_probability", sa.Float, nullable=False),
+    sa.Column("policy_id", sa.Integer, nullable=False),
+    sa.Column("policy_name", sa.Text, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("learning_mode", sa.Text, nullable=False),
+    sa.Column("deferred", sa.Boolean, nullable=False),
+)
+
+# Decisions not yet final: the joiner's work queue (a row leaves when the event is joined).
+pending = sa.Table(
+    "pending",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("deferred", sa.Boolean, nullable=False),
+)
+
+rewards = sa.Table(
+    "rewards",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False, index=True),
+    sa.Column("slot_id", sa.Text),  # multi-slot rewards; NULL for single-slot
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+activations = sa.Table(
+    "activations",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False, index=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Final events in the one order every policy learns them in.
+joined_seq = sa.Sequence("joined_seq", metadata=metadata)
+joined = sa.Table(
+    "joined",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False, unique=True),
+    sa.Column("reward", sa.Float, nullable=False),
+    sa.Column("learn", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("reward_count", sa.Integer, nullable=False),
+    sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Every policy ever configured; a new row is a fresh model. One champion at a time.
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("arguments", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),  # champion | challenger | retired
+    sa.Column("start_seq", sa.BigInteger, nullable=False),  # learns joined events after this
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("cursor", sa.BigInteger, nullable=False),  # last joined seq learned
+    sa.Column("events_learned", sa.BigInteger, nullable=False),
+    sa.Column("model", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("snapshots_policy_cursor", "policy_id", "cursor"),
+)
+
+# Personalizer's service configuration: one row, the JSON document as GET returns it.
+service_config = sa.Table(
+    "service_config",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document", JSONB, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,183 @@
+"""Group commit: the one component that commits decisions, rewards and activations.
+
+Requests hand their rows to `GroupCommitWriter` and wait. One writer task takes everything
+queued, writes it in one transaction, commits, then answers every waiter; while a commit is
+in flight the next requests queue up and go in the next transaction. A waiter is answered
+only after its row is committed, so an acknowledged call is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.tables import activations, decisions, pending, rewards
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+
+
+@dataclass
+class _Op:
+    kind: str  # "decision" | "reward" | "activation"
+    row: dict[str, Any]
+    future: asyncio.Future[bool] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: AsyncEngine, on_commit: Callable[[set[str]], None]) -> None:
+        self._engine = engine
+        self._on_commit = on_commit
+        self._queue: asyncio.Queue[_Op] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # transactions committed (for metrics and tests)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        await self._queue.join()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def add_decision(self, row: dict[str, Any]) -> bool:
+        """Log a decision. True: written; False: a decision with this eventId already exists."""
+        return await self._submit(_Op("decision", row))
+
+    async def add_reward(self, event_id: str, value: float, slot_id: str | None = None) -> bool:
+        """Log a reward. True: written; False: no decision has this eventId."""
+        row = {"event_id": event_id, "value": value, "slot_id": slot_id}
+        return await self._submit(_Op("reward", row))
+
+    async def add_activation(self, event_id: str) -> bool:
+        """Log an activation. True: written; False: no decision has this eventId."""
+        return await self._submit(_Op("activation", {"event_id": event_id}))
+
+    async def _submit(self, op: _Op) -> bool:
+        if self._task is None or self._task.done():
+            raise RuntimeError("the writer is not running")
+        await self._queue.put(op)
+        return await op.future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit_batch(self, batch: list[_Op]) -> None:
+        try:
+            results = await self._write(batch)
+        except DBAPIError as exc:
+            if exc.connection_invalidated or len(batch) == 1 or _is_connection_error(exc):
+                for op in batch:
+                    _resolve(op, exc)
+                return
+            # One bad row must not fail its neighbours: write each op on its own.
+            for op in batch:
+                try:
+                    _resolve(op, (await self._write([op]))[0])
+                except Exception as single:
+                    _resolve(op, single)
+            return
+        except Exception as exc:
+            log.exception("group commit failed")
+            for op in batch:
+                _resolve(op, exc)
+            return
+        self.batches += 1
+        for op, result in zip(batch, results, strict=True):
+            _resolve(op, result)
+        kinds = {op.kind for op, ok in zip(batch, results, strict=True) if ok}
+        if kinds:
+            self._on_commit(kinds)
+
+    async def _write(self, batch: list[_Op]) -> list[bool]:
+        async with self._engine.begin() as conn:
+            results = await _write_decisions(conn, [op for op in batch if op.kind == "decision"])
+            results |= await _write_events(conn, [op for op in batch if op.kind != "decision"])
+        return [results[id(op)] for op in batch]
+
+
+async def _write_decisions(conn: AsyncConnection, ops: list[_Op]) -> dict[int, bool]:
+    if not ops:
+        return {}
+    first: dict[str, _Op] = {}
+    for op in ops:  # two requests with one eventId in a batch: the first one is written
+        first.setdefault(op.row["event_id"], op)
+    rows = [{**op.row, "created_at": sa.func.now()} for op in first.values()]
+    inserted = set(
+        (
+            await conn.execute(
+                insert(decisions)
+                .values(rows)
+                .on_conflict_do_nothing()
+                .returning(decisions.c.event_id)
+            )
+        ).scalars()
+    )
+    if inserted:
+        queue_rows = [
+            {"event_id": r["event_id"], "created_at": sa.func.now(), "deferred": r["deferred"]}
+            for r in rows
+            if r["event_id"] in inserted
+        ]
+        await conn.execute(insert(pending).values(queue_rows))
+    return {
+        id(op): first[op.row["event_id"]] is op and op.row["event_id"] in inserted for op in ops
+    }
+
+
+async def _write_events(conn: AsyncConnection, ops: list[_Op]) -> dict[int, bool]:
+    if not ops:
+        return {}
+    ids = {op.row["event_id"] for op in ops}
+    known = set(
+        (
+            await conn.execute(sa.select(decisions.c.event_id).where(decisions.c.event_id.in_(ids)))
+        ).scalars()
+    )
+    for kind, table in (("reward", rewards), ("activation", activations)):
+        rows = [
+            {**op.row, "received_at": sa.func.now()}
+            for op in ops
+            if op.kind == kind and op.row["event_id"] in known
+        ]
+        if rows:
+            await conn.execute(insert(table).values(rows))
+    return {id(op): op.row["event_id"] in known for op in ops}
+
+
+def _resolve(op: _Op, result: bool | BaseException) -> None:
+    if op.future.done():
+        return
+    if isinstance(result, BaseException):
+        op.future.set_exception(result)
+    else:
+        op.future.set_result(result)
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    import psycopg
+
+    return isinstance(exc.orig, psycopg.OperationalError | psycopg.InterfaceError)

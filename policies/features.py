@@ -1,0 +1,143 @@
+"""Personalizer JSON features → the VW JSON document a policy ranks and learns from.
+
+Rules (Personalizer's): `contextFeatures` and each action's `features` are lists of objects;
+an object value is a namespace; strings are one-hot (`key` + `value`), numbers are weights,
+booleans are flags, arrays must hold numbers only; `null` is the string "null"; a name that
+starts with `_` is ignored (so no user feature can reach VW's special `_label…` keys).
+
+Layout (Personalizer's, so exported logs read the same in `vw --dsjson`): the context goes
+under the key "FromUrl"; each action is `{"_tag": id, "i": {"constant": 1, "id": id},
+"j": [features…]}` under `_multi`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+CONTEXT_KEY = "FromUrl"
+MAX_ACTIONS = 50
+MAX_ID_LENGTH = 256
+MAX_DEPTH = 8
+# Characters Personalizer refused in namespace names: codes < 33, ':' , '|' and 126–140.
+_FORBIDDEN = {chr(c) for c in range(33)} | {":", "|"} | {chr(c) for c in range(126, 141)}
+
+
+class FeatureError(ValueError):
+    """The request's features break Personalizer's rules; the message says which."""
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    features: list[dict[str, Any]]
+
+
+def clean_features(items: Any, where: str) -> list[dict[str, Any]]:
+    """Validate a list of feature objects and return it without ignored (`_`) names."""
+    if not isinstance(items, list):
+        raise FeatureError(f"{where} must be an array of objects.")
+    cleaned = []
+    for item in items:
+        if item is None:
+            raise FeatureError(f"{where} contains null value.")
+        if not isinstance(item, dict):
+            raise FeatureError(f"{where}: features are not in key value pair format.")
+        cleaned.append(_clean_object(item, where, depth=1))
+    return cleaned
+
+
+def _clean_object(obj: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise FeatureError(f"{where}: namespaces are nested deeper than {MAX_DEPTH} levels.")
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key == "":
+            raise FeatureError(
+                "Context features and action features cannot use the empty string as an id."
+            )
+        if key.startswith("_"):
+            continue
+        out[key] = _clean_value(key, value, where, depth)
+    return out
+
+
+def _clean_value(key: str, value: Any, where: str, depth: int) -> Any:
+    if value is None:
+        return "null"
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise FeatureError(f"{where}: feature '{key}' is not a finite number.")
+        return value
+    if isinstance(value, dict):
+        bad = _FORBIDDEN.intersection(key)
+        if bad:
+            codes = ", ".join(str(ord(c)) for c in sorted(bad))
+            raise FeatureError(
+                f"{where}: namespace '{key}' contains a forbidden character (code {codes})."
+            )
+        return _clean_object(value, where, depth + 1)
+    if isinstance(value, list):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise FeatureError("Features should not contain array with non-number items.")
+        if not all(math.isfinite(v) for v in value):
+            raise FeatureError(f"{where}: feature '{key}' holds a number that is not finite.")
+        return value
+    raise FeatureError(f"{where}: feature '{key}' has an unsupported type.")
+
+
+def has_features(items: list[dict[str, Any]]) -> bool:
+    """True when at least one feature survives cleaning (empty namespaces do not count)."""
+    return any(_object_has_feature(item) for item in items)
+
+
+def _object_has_feature(obj: dict[str, Any]) -> bool:
+    for value in obj.values():
+        if isinstance(value, dict):
+            if _object_has_feature(value):
+                return True
+        elif not (isinstance(value, list) and not value):
+            return True
+    return False
+
+
+def parse_actions(raw: Any) -> list[Action]:
+    """Validate the `actions` array: 1–50 objects with unique, non-empty ids."""
+    if not isinstance(raw, list):
+        raise FeatureError("Actions must be an array.")
+    if not 1 <= len(raw) <= MAX_ACTIONS:
+        raise FeatureError(f"Action count should be between 1 and {MAX_ACTIONS}.")
+    actions: list[Action] = []
+    seen: set[str] = set()
+    for item in raw:
+        if item is None:
+            raise FeatureError("Actions contains null value.")
+        if not isinstance(item, dict):
+            raise FeatureError("Each action must be an object with 'id' and 'features'.")
+        action_id = item.get("id")
+        if not isinstance(action_id, str):
+            raise FeatureError("Action ids must be strings.")
+        if not action_id.strip():
+            raise FeatureError("Action ids must not be empty.")
+        if len(action_id) > MAX_ID_LENGTH:
+            raise FeatureError(f"Action ids must be at most {MAX_ID_LENGTH} characters.")
+        if action_id in seen:
+            raise FeatureError(f"Action ids must be unique; '{action_id}' appears twice.")
+        seen.add(action_id)
+        features = clean_features(item.get("features", []), f"Action '{action_id}' features")
+        actions.append(Action(action_id, features))
+    return actions
+
+
+def vw_document(context: list[dict[str, Any]], actions: Sequence[Action]) -> dict[str, Any]:
+    """The VW JSON document for one decision over `actions` (already cleaned)."""
+    return {
+        CONTEXT_KEY: context,
+        "_multi": [
+            {"_tag": a.id, "i": {"constant": 1, "id": a.id}, "j": a.features} for a in actions
+        ],
+    }

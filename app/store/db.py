@@ -40,6 +40,7 @@ def migrate(url: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     command.upgrade(config, "head")
 
 

@@ -74,7 +74,10 @@ def test_retried_rank_replays_the_logged_decision(server: Server, db) -> None:
     assert first.json() == second.json()
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "Conflict"
-    assert db.execute("SELECT count(*) FROM decisions WHERE event_id = %s", (event_id,)).fetchone()[0] == 1
+    assert (
+        db.execute("SELECT count(*) FROM decisions WHERE event_id = %s", (event_id,)).fetchone()[0]
+        == 1
+    )
 
 
 def test_decision_row_holds_the_whole_decision(server: Server, db) -> None:
@@ -87,7 +90,19 @@ def test_decision_row_holds_the_whole_decision(server: Server, db) -> None:
         " model_version, learning_mode, deferred, created_at FROM decisions WHERE event_id = %s",
         (event_id,),
     ).fetchone()
-    context, actions, excluded, ranking, chosen, probability, policy, version, mode, deferred, at = row
+    (
+        context,
+        actions,
+        excluded,
+        ranking,
+        chosen,
+        probability,
+        policy,
+        version,
+        mode,
+        deferred,
+        at,
+    ) = row
     assert context == body["contextFeatures"]
     assert [a["id"] for a in actions] == ["a0", "a1", "a2", "a3"]
     assert actions[2]["features"] == [{"color": "c2"}]

@@ -1,0 +1,47 @@
+"""The service learns online through HTTP: a simulated population with one best action per
+user type; after 3,000 rounds the policy picks each type's best action most of the time.
+
+The policy is Personalizer's default with a learning rate of 0.01 instead of 0.001: with
+0.001 this population needs far more than 3,000 rounds (offline, 8 seeds: 30–84% best-action
+share in the last 500 of 3,000 rounds; with 0.01: 81–87%)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.conftest import Server
+
+TYPES = {"student": "a2", "parent": "a4", "retiree": "a0"}  # user type → its best action
+ACTIONS = [{"id": f"a{i}", "features": [{"genre": f"g{i}", "length": i / 4}]} for i in range(5)]
+CLICK_BEST, CLICK_OTHER = 0.8, 0.1
+POLICY = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.01 --cb_type mtr -q ::"
+
+
+@pytest.mark.slow
+def test_policy_learns_each_types_best_action(server: Server) -> None:
+    rng = random.Random(20261130)
+    picks: list[bool] = []
+    with server.admin() as admin:
+        put = admin.put("/configurations/policy", json={"name": "fast", "arguments": POLICY})
+        assert put.status_code == 200, put.text
+    with server.client() as client:
+        for round_ in range(3000):
+            user = rng.choice(list(TYPES))
+            body = {
+                "contextFeatures": [{"user": {"type": user}}, {"device": rng.choice(["m", "d"])}],
+                "actions": ACTIONS,
+                "eventId": f"learn-{round_}",
+            }
+            answer = client.post("/rank", json=body)
+            assert answer.status_code == 201, answer.text
+            chosen = answer.json()["rewardActionId"]
+            best = chosen == TYPES[user]
+            clicked = rng.random() < (CLICK_BEST if best else CLICK_OTHER)
+            reward = client.post(f"/events/learn-{round_}/reward", json={"value": float(clicked)})
+            assert reward.status_code == 204
+            picks.append(best)
+    share = sum(picks[-500:]) / 500
+    # Random choice would pick the best action 20% of the time; a converged ε=0.2 policy ~84%.
+    assert share >= 0.65, f"best action in {share:.0%} of the last 500 decisions"

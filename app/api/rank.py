@@ -77,8 +77,17 @@ def parse_rank_request(body: Any) -> RankRequest:
     return RankRequest(context, actions, excluded, event_id, deferred)
 
 
-def request_hash(body: Any) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def request_hash(req: RankRequest, event_id: str) -> str:
+    """Digest of what the request means (defaults filled in, ignored names dropped), so a
+    retry that spells the same request differently still matches its logged decision."""
+    meaning = {
+        "context": req.context,
+        "actions": [[a.id, a.features] for a in req.actions],
+        "excluded": sorted(req.excluded),
+        "deferred": req.deferred,
+        "eventId": event_id,
+    }
+    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -91,8 +100,8 @@ async def rank(request: Request) -> JSONResponse:
     svc = authorize(request)
     body = await read_json(request, svc.settings.max_body_bytes, INVALID)
     req = parse_rank_request(body)
-    digest = request_hash(body)
     event_id = req.event_id or str(uuid.uuid4())
+    digest = request_hash(req, event_id)
     model = svc.serving
     mode = svc.rules.learning_mode
     decision = decide(model.policy, req.context, req.actions, set(req.excluded), event_id, mode)

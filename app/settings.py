@@ -17,9 +17,11 @@ def _doc(env: str | None, flag: str | None, text: str) -> dict[str, str | None]:
 @dataclass(frozen=True)
 class Settings:
     host: str = field(
-        default="127.0.0.1", metadata=_doc(None, "--host", "Address the HTTP server binds.")
+        default="127.0.0.1", metadata=_doc("DS_HOST", "--host", "Address the HTTP server binds.")
     )
-    port: int = field(default=8000, metadata=_doc(None, "--port", "TCP port of the HTTP server."))
+    port: int = field(
+        default=8000, metadata=_doc("DS_PORT", "--port", "TCP port of the HTTP server.")
+    )
     data_dir: Path = field(
         default=Path("./var"),
         metadata=_doc(

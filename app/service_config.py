@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app import durations
+from policies.features import is_number
 from policies.join import AGGREGATIONS
 from policies.ranking import LEARNING_MODES
 
@@ -62,7 +62,7 @@ class ConfigError(ValueError):
 
 def _number(body: dict[str, Any], key: str, low: float, high: float) -> float:
     value = body[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value):
         raise ConfigError("InvalidServiceConfiguration", f"{key} must be a number.")
     if not low <= value <= high:
         raise ConfigError("InvalidServiceConfiguration", f"{key} must be between {low} and {high}.")

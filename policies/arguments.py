@@ -46,6 +46,8 @@ def validate(arguments: str) -> str:
     """Return the normalised command line or raise ArgumentsError."""
     if not isinstance(arguments, str) or not arguments.strip():
         raise ArgumentsError("Policy arguments must be a non-empty string.")
+    if "\x00" in arguments or not arguments.isprintable():
+        raise ArgumentsError("Policy arguments must be printable text.")
     if len(arguments) > MAX_ARGUMENTS_LENGTH:
         raise ArgumentsError(f"Policy arguments must be at most {MAX_ARGUMENTS_LENGTH} characters.")
     try:

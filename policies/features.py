@@ -29,6 +29,33 @@ class FeatureError(ValueError):
     """The request's features break Personalizer's rules; the message says which."""
 
 
+def is_number(value: Any) -> bool:
+    """A finite JSON number (not a bool); integers too large for a double are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def is_plain_text(value: str) -> bool:
+    """Text that can be stored and hashed: no NUL character, no lone surrogate."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: str, where: str) -> str:
+    if not is_plain_text(value):
+        raise FeatureError(f"{where}: text contains a NUL character or invalid Unicode.")
+    return value
+
+
 @dataclass(frozen=True)
 class Action:
     id: str
@@ -60,17 +87,19 @@ def _clean_object(obj: dict[str, Any], where: str, depth: int) -> dict[str, Any]
             )
         if key.startswith("_"):
             continue
-        out[key] = _clean_value(key, value, where, depth)
+        out[_text(key, where)] = _clean_value(key, value, where, depth)
     return out
 
 
 def _clean_value(key: str, value: Any, where: str, depth: int) -> Any:
     if value is None:
         return "null"
-    if isinstance(value, bool | str):
+    if isinstance(value, str):
+        return _text(value, where)
+    if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if not is_number(value):
             raise FeatureError(f"{where}: feature '{key}' is not a finite number.")
         return value
     if isinstance(value, dict):
@@ -84,7 +113,7 @@ def _clean_value(key: str, value: Any, where: str, depth: int) -> Any:
     if isinstance(value, list):
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
             raise FeatureError("Features should not contain array with non-number items.")
-        if not all(math.isfinite(v) for v in value):
+        if not all(is_number(v) for v in value):
             raise FeatureError(f"{where}: feature '{key}' holds a number that is not finite.")
         return value
     raise FeatureError(f"{where}: feature '{key}' has an unsupported type.")
@@ -123,12 +152,17 @@ def parse_actions(raw: Any) -> list[Action]:
             raise FeatureError("Action ids must be strings.")
         if not action_id.strip():
             raise FeatureError("Action ids must not be empty.")
+        _text(action_id, "Action ids")
         if len(action_id) > MAX_ID_LENGTH:
             raise FeatureError(f"Action ids must be at most {MAX_ID_LENGTH} characters.")
         if action_id in seen:
             raise FeatureError(f"Action ids must be unique; '{action_id}' appears twice.")
         seen.add(action_id)
-        features = clean_features(item.get("features", []), f"Action '{action_id}' features")
+        if item.get("features") is None:
+            raise FeatureError("Every action should have at least one non-null action feature.")
+        features = clean_features(item["features"], f"Action '{action_id}' features")
+        if not has_features(features):
+            raise FeatureError("Every action should have at least one non-null action feature.")
         actions.append(Action(action_id, features))
     return actions
 

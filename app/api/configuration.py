@@ -13,6 +13,7 @@ from app.service_config import ConfigError, validate
 from app.store import configuration
 from policies.arguments import DEFAULT_ARGUMENTS, ArgumentsError
 from policies.arguments import validate as validate_arguments
+from policies.features import is_plain_text
 
 DEFAULT_POLICY_NAME = "default"
 MAX_NAME_LENGTH = 256
@@ -52,7 +53,12 @@ async def put_policy(request: Request) -> JSONResponse:
         "InvalidPolicyContract",
     )
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LENGTH:
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or len(name) > MAX_NAME_LENGTH
+        or not is_plain_text(name)
+    ):
         raise bad_request(
             "InvalidPolicyContract", f"name is required: 1 to {MAX_NAME_LENGTH} characters."
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.api.common import authorize, json_object, read_json
 from app.api.rank import valid_event_id
 from app.errors import bad_request, not_found
+from policies.features import is_number
 
 REWARD_MIN, REWARD_MAX = -1.0, 1.0
 
@@ -26,7 +25,7 @@ async def reward(request: Request) -> Response:
         "InvalidRewardRequest",
     )
     value = body.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value):
         raise bad_request("InvalidRewardRequest", "value is required and must be a number.")
     if not REWARD_MIN <= value <= REWARD_MAX:
         raise bad_request(

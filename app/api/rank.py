@@ -20,6 +20,7 @@ from policies.features import (
     FeatureError,
     clean_features,
     has_features,
+    is_plain_text,
     parse_actions,
 )
 from policies.ranking import decide
@@ -41,8 +42,8 @@ def valid_event_id(event_id: Any, inner: str) -> str:
         raise bad_request(inner, "EventId should be non-empty or null.")
     if len(event_id) > MAX_ID_LENGTH:
         raise bad_request(inner, f"EventId must be at most {MAX_ID_LENGTH} characters.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in event_id):
-        raise bad_request(inner, "EventId must not contain control characters.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in event_id) or not is_plain_text(event_id):
+        raise bad_request(inner, "EventId must not contain control characters or invalid Unicode.")
     return event_id
 
 
@@ -59,7 +60,9 @@ def parse_rank_request(body: Any) -> RankRequest:
         actions = parse_actions(body["actions"])
     except FeatureError as exc:
         raise bad_request(INVALID, str(exc)) from None
-    excluded = body.get("excludedActions") or []
+    excluded = body.get("excludedActions")
+    if excluded is None:
+        excluded = []
     if not isinstance(excluded, list) or not all(isinstance(x, str) for x in excluded):
         raise bad_request(INVALID, "excludedActions must be an array of action ids.")
     ids = {a.id for a in actions}

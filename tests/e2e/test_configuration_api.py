@@ -239,11 +239,6 @@ INVALID_SERVICE = [
             .encode(),
             "InvalidServiceConfiguration",
             id="default-reward-huge-integer",
-            marks=pytest.mark.xfail(
-                reason="BUG: an integer too large for a float as defaultReward raises "
-                "OverflowError in service_config._number: 500",
-                strict=True,
-            ),
         ),
     ],
 )

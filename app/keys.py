@@ -40,6 +40,7 @@ def load_or_create(data_dir: Path, api: str | None, admin: str | None) -> tuple[
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # O_CREAT keeps the mode of an existing file
             json.dump(stored, f)
         created = True
     return Keys(api or stored["api"], admin or stored["admin"]), created

@@ -15,6 +15,7 @@ MIN_WAIT = timedelta(seconds=5)
 MAX_WAIT = timedelta(days=2)
 MIN_EXPORT = timedelta(seconds=1)
 MAX_EXPORT = timedelta(days=7)
+INT32_MAX = 2**31 - 1
 
 REQUIRED = (
     "rewardWaitTime", "defaultReward", "rewardAggregation", "explorationPercentage",
@@ -111,6 +112,10 @@ def validate(body: Any, current: dict[str, Any]) -> Change:
     retention = body["logRetentionDays"]
     if isinstance(retention, bool) or not isinstance(retention, int):
         raise ConfigError("InvalidLogRetentionDays", "logRetentionDays must be an integer.")
+    if retention < -1 or retention > INT32_MAX:
+        raise ConfigError(
+            "InvalidLogRetentionDays", f"logRetentionDays must be between -1 and {INT32_MAX}."
+        )
     if retention != -1 and retention * 86400 < wait.total_seconds() + 86400:
         raise ConfigError(
             "InvalidLogRetentionDays",
@@ -191,6 +196,8 @@ def _date(body: dict[str, Any], key: str, current: dict[str, Any]) -> str:
         raise ConfigError(
             "InvalidServiceConfiguration", f"{key} must be an ISO 8601 date-time."
         ) from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
     return parsed.replace(tzinfo=None).isoformat()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import vowpal_wabbit_next as vw
@@ -19,7 +20,9 @@ _FORBIDDEN = {
     "output_feature_regularizer_text", "feature_mask", "audit_regressor", "predictions", "p",
     "raw_predictions", "r", "daemon", "port", "pid_file", "port_file", "input_feature_regularizer",
     "compressed", "passes", "holdout_off", "onethread", "flatbuffer", "audit", "a",
+    "help", "h", "version", "dictionary", "dictionary_path", "sendto", "testonly", "t",
 }  # fmt: skip
+MAX_BITS = 24  # 2^24 weights × the stride already needs hundreds of MiB
 
 
 class ArgumentsError(ValueError):
@@ -61,11 +64,36 @@ def validate(arguments: str) -> str:
     if refused:
         listed = ", ".join(("--" if len(n) > 1 else "-") + n for n in refused)
         raise ArgumentsError(f"Policy arguments contain options that are not allowed: {listed}.")
+    for token in tokens:
+        if _option_name(token) is None and ("/" in token or os.path.exists(token)):
+            raise ArgumentsError(f"Policy arguments must not name files: '{token}'.")
+    _check_bits(tokens)
     try:
-        vw.Workspace([*tokens, "--quiet"])
+        workspace = vw.Workspace([*tokens, "--quiet"])
     except Exception as exc:  # VW raises RuntimeError/CLIError with its own message
         raise ArgumentsError(f"VW rejected the policy arguments: {exc}") from None
+    if (workspace.label_type, workspace.prediction_type) != (
+        vw.LabelType.CB,
+        vw.PredictionType.ActionProbs,
+    ):
+        raise ArgumentsError(
+            "The policy must be a single-slot --cb_explore_adf policy "
+            "(its predictions must be action probabilities)."
+        )
     return arguments.strip()
+
+
+def _check_bits(tokens: list[str]) -> None:
+    for i, token in enumerate(tokens):
+        value = None
+        if token in ("-b", "--bit_precision") and i + 1 < len(tokens):
+            value = tokens[i + 1]
+        elif token.startswith("--bit_precision="):
+            value = token.split("=", 1)[1]
+        elif token.startswith("-b") and len(token) > 2:
+            value = token[2:]
+        if value is not None and (not value.isdigit() or int(value) > MAX_BITS):
+            raise ArgumentsError(f"--bit_precision must be a whole number of at most {MAX_BITS}.")
 
 
 _OTHER_EXPLORATION = {

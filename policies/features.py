@@ -129,8 +129,8 @@ def _object_has_feature(obj: dict[str, Any]) -> bool:
         if isinstance(value, dict):
             if _object_has_feature(value):
                 return True
-        elif not (isinstance(value, list) and not value):
-            return True
+        elif value is not False and not (isinstance(value, list) and not value):
+            return True  # VW makes no feature of `false` or of an empty array
     return False
 
 

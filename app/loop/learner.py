@@ -134,7 +134,10 @@ class Learner:
             events = await joins.joined_after(self._engine, model.cursor, LEARN_BATCH)
             for n, event in enumerate(events, 1):
                 if event["learn"]:
-                    model.events_learned += _learn(model.policy, event)
+                    try:
+                        model.events_learned += _learn(model.policy, event)
+                    except Exception:  # one unlearnable event must not stall the stream
+                        log.exception("could not learn joined event %s; skipped", event["seq"])
                 model.cursor = event["seq"]
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)

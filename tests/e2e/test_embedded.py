@@ -27,7 +27,10 @@ def test_embedded_postgres_and_generated_keys(tmp_path) -> None:
                 "/rank",
                 json={
                     "contextFeatures": [{"user": {"tier": "gold"}}],
-                    "actions": [{"id": "a", "features": [{"x": 1}]}, {"id": "b", "features": [{"x": 2}]}],
+                    "actions": [
+                        {"id": "a", "features": [{"x": 1}]},
+                        {"id": "b", "features": [{"x": 2}]},
+                    ],
                     "eventId": "embedded-1",
                 },
             )
@@ -45,7 +48,10 @@ def test_embedded_postgres_and_generated_keys(tmp_path) -> None:
                 "/rank",
                 json={
                     "contextFeatures": [{"user": {"tier": "gold"}}],
-                    "actions": [{"id": "a", "features": [{"x": 1}]}, {"id": "b", "features": [{"x": 2}]}],
+                    "actions": [
+                        {"id": "a", "features": [{"x": 1}]},
+                        {"id": "b", "features": [{"x": 2}]},
+                    ],
                     "eventId": "embedded-1",
                 },
             )

@@ -189,6 +189,38 @@ def test_unsupported_value_type_is_refused():
         clean([{"x": object()}])
 
 
+@pytest.mark.parametrize(
+    "items",
+    [
+        [{"a\x00b": 1}],
+        [{"a": "x\x00"}],
+        [{"ns": {"k": "\ud800"}}],
+        [{"\udfff": 1}],
+    ],
+)
+def test_nul_and_lone_surrogates_are_refused(items):
+    with pytest.raises(FeatureError):
+        clean(items)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400)])
+def test_integers_beyond_a_double_are_refused(value):
+    with pytest.raises(FeatureError):
+        clean([{"x": value}])
+    with pytest.raises(FeatureError):
+        clean([{"x": [1, value]}])
+
+
+def test_large_integers_within_a_double_are_kept():
+    assert clean([{"x": 2**53, "v": [10**300]}]) == [{"x": 2**53, "v": [10**300]}]
+
+
+@pytest.mark.parametrize("action_id", ["a\x00", "\ud800"])
+def test_ids_with_nul_or_lone_surrogates_are_refused(action_id):
+    with pytest.raises(FeatureError):
+        parse_actions([{"id": action_id, "features": [{"f": 1}]}])
+
+
 # ---------------------------------------------------------------- has_features
 
 
@@ -261,12 +293,12 @@ def test_parse_actions_refuses_bad_features():
 def test_id_of_maximum_length_is_accepted():
     long_id = "x" * MAX_ID_LENGTH
     assert MAX_ID_LENGTH == 256
-    assert parse_actions([{"id": long_id, "features": []}])[0].id == long_id
+    assert parse_actions([{"id": long_id, "features": [{"a": 1}]}])[0].id == long_id
 
 
 def test_id_longer_than_maximum_is_refused():
     with pytest.raises(FeatureError, match="at most 256"):
-        parse_actions([{"id": "x" * (MAX_ID_LENGTH + 1), "features": []}])
+        parse_actions([{"id": "x" * (MAX_ID_LENGTH + 1), "features": [{"a": 1}]}])
 
 
 @pytest.mark.parametrize("action_id", ["", " ", "\t"])
@@ -287,18 +319,39 @@ def test_missing_id_is_refused():
 
 
 def test_duplicate_ids_are_refused():
-    raw = [{"id": "a", "features": []}, {"id": "b", "features": []}, {"id": "a", "features": []}]
+    raw = [{"id": i, "features": [{"f": i}]} for i in ("a", "b", "a")]
     with pytest.raises(FeatureError, match="unique"):
         parse_actions(raw)
 
 
 def test_ids_differing_only_in_case_are_distinct():
-    assert [a.id for a in parse_actions([{"id": "a"}, {"id": "A"}])] == ["a", "A"]
+    raw = [{"id": "a", "features": [{"f": 1}]}, {"id": "A", "features": [{"f": 2}]}]
+    assert [a.id for a in parse_actions(raw)] == ["a", "A"]
 
 
 def test_null_action_is_refused():
     with pytest.raises(FeatureError, match="Actions contains null value"):
-        parse_actions([{"id": "a", "features": []}, None])
+        parse_actions([{"id": "a", "features": [{"f": 1}]}, None])
+
+
+FEATURELESS = "Every action should have at least one non-null action feature."
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"id": "a"},
+        {"id": "a", "features": None},
+        {"id": "a", "features": []},
+        {"id": "a", "features": [{}]},
+        {"id": "a", "features": [{"ns": {}}]},
+        {"id": "a", "features": [{"v": []}]},
+        {"id": "a", "features": [{"_hidden": 1, "ns": {"_x": "y"}}]},
+    ],
+)
+def test_action_without_features_is_refused(action):
+    with pytest.raises(FeatureError, match=FEATURELESS):
+        parse_actions([{"id": "ok", "features": [{"f": 1}]}, action])
 
 
 @pytest.mark.parametrize("item", ["a", 1, ["a"]])

@@ -162,6 +162,9 @@ class _FixedRng:
         ([0.0, 0.5, 0.5], 0.0, {1}),  # the very bottom: not the leading zero action
         ([0.0, 0.0, 0.2, 0.0], 0.0, {2}),
         ([0.0, 0.0, 0.2, 0.0], 1.0 - 2**-53, {2}),
+        # u at the very top of the mass (a rounding gap): the last action with mass, not a 0
+        ([0.3, 0.7, 0.0], 1.0, {1}),
+        ([0.25, 0.0, 0.75, 0.0, 0.0], 1.0, {2}),
     ],
 )
 def test_extreme_uniform_draws_stay_on_actions_with_mass(monkeypatch, pmf, u, allowed):

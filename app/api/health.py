@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,7 +24,11 @@ async def healthz(request: Request) -> JSONResponse:
         "status": "ok" if database == "reachable" else "degraded",
         "database": database,
         "policy": model.row.name,
+        "policyId": model.row.id,
         "modelVersion": model.version,
+        "eventsLearned": model.events_learned,
+        "position": model.cursor,
         "learningMode": svc.rules.learning_mode,
+        "pid": os.getpid(),
     }
     return JSONResponse(body, status_code=200 if database == "reachable" else 503)

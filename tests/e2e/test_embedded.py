@@ -10,6 +10,18 @@ import httpx
 
 from tests.conftest import Server
 
+BODY = {
+    "contextFeatures": [{"user": {"tier": "gold"}}],
+    "actions": [{"id": "a", "features": [{"x": 1}]}, {"id": "b", "features": [{"x": 2}]}],
+    "eventId": "embedded-1",
+}
+
+BODY = {
+    "contextFeatures": [{"user": {"tier": "gold"}}],
+    "actions": [{"id": "a", "features": [{"x": 1}]}, {"id": "b", "features": [{"x": 2}]}],
+    "eventId": "embedded-1",
+}
+
 
 def test_embedded_postgres_and_generated_keys(tmp_path) -> None:
     server = Server(None, tmp_path / "var", env={"DS_API_KEY": "", "DS_ADMIN_KEY": ""})
@@ -23,17 +35,7 @@ def test_embedded_postgres_and_generated_keys(tmp_path) -> None:
         assert (tmp_path / "var" / "postgres" / "PG_VERSION").exists()
 
         with server.client(keys["api"]) as client:
-            answer = client.post(
-                "/rank",
-                json={
-                    "contextFeatures": [{"user": {"tier": "gold"}}],
-                    "actions": [
-                        {"id": "a", "features": [{"x": 1}]},
-                        {"id": "b", "features": [{"x": 2}]},
-                    ],
-                    "eventId": "embedded-1",
-                },
-            )
+            answer = client.post("/rank", json=BODY)
             assert answer.status_code == 201, answer.text
             assert client.post("/events/embedded-1/reward", json={"value": 1}).status_code == 204
         with server.client("not-a-key") as client:
@@ -44,17 +46,7 @@ def test_embedded_postgres_and_generated_keys(tmp_path) -> None:
         assert server.log().count(keys["admin"]) == printed, "keys are printed once, at creation"
         assert json.loads(keys_file.read_text()) == keys
         with server.client(keys["api"]) as client:
-            again = client.post(
-                "/rank",
-                json={
-                    "contextFeatures": [{"user": {"tier": "gold"}}],
-                    "actions": [
-                        {"id": "a", "features": [{"x": 1}]},
-                        {"id": "b", "features": [{"x": 2}]},
-                    ],
-                    "eventId": "embedded-1",
-                },
-            )
+            again = client.post("/rank", json=BODY)
         assert again.status_code == 201 and again.json() == answer.json()  # data survived
         assert httpx.get(f"{server.url}/healthz").json()["database"] == "reachable"
     finally:

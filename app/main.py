@@ -34,7 +34,7 @@ def create_app(settings: Settings, database_url: str, keys: Keys) -> Starlette:
             )
             document = await configuration.load_config(engine)
             assert document is not None
-            service = Service(settings, keys, engine, document)
+            service = Service(settings, keys, engine, database_url, document)
             await service.start()
             app.state.service = service
             try:
@@ -45,3 +45,14 @@ def create_app(settings: Settings, database_url: str, keys: Keys) -> Starlette:
             await engine.dispose()
 
     return Starlette(routes=routes(), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+
+
+def app_from_env() -> Starlette:
+    """The app of one worker process of `serve --workers N` (the parent set the environment)."""
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not (settings.database_url and settings.api_key and settings.admin_key):
+        raise SystemExit("DATABASE_URL, DS_API_KEY and DS_ADMIN_KEY must be set for workers")
+    return create_app(settings, settings.database_url, Keys(settings.api_key, settings.admin_key))

@@ -13,6 +13,7 @@ from app.loop.learner import Learner, ServingModel
 from app.service_config import Rules
 from app.settings import Settings
 from app.store import configuration
+from app.store.election import Election
 from app.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ class Service:
     settings: Settings
     keys: Keys
     engine: AsyncEngine
+    database_url: str
     document: dict[str, Any]
     writer: GroupCommitWriter = field(init=False)
     learner: Learner = field(init=False)
+    election: Election = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = Rules.of(self.document)
@@ -36,6 +39,7 @@ class Service:
             self.settings.join_interval,
         )
         self.writer = GroupCommitWriter(self.engine, self._committed)
+        self.election = Election(self.database_url, self._lead, self._step_down, self._notified)
 
     def _committed(self, kinds: set[str]) -> None:
         if kinds & {"reward", "activation"}:
@@ -46,21 +50,47 @@ class Service:
         assert self.learner.serving is not None
         return self.learner.serving
 
+    @property
+    def role(self) -> str:
+        return "learner" if self.election.leading else "worker"
+
     async def start(self) -> None:
-        await self.learner.load()
+        await self.learner.load(catch_up=False)
         self.writer.start()
-        self.learner.start()
+        await self.election.start()  # a single process becomes the learner before serving
 
     async def stop(self) -> None:
         await self.writer.stop()
         await self.learner.stop()
+        await self.election.stop()
 
-    async def reload(self) -> None:
-        """Re-read the configuration and the champion (after a configuration change)."""
+    async def _lead(self) -> None:
+        await self._reload_document()
+        await self.learner.load(catch_up=True)
+        self.learner.start()
+
+    async def _step_down(self) -> None:
+        await self.learner.stop()
+
+    async def _notified(self, payload: str) -> None:
+        if payload == "config":
+            await self.reload()
+        elif payload.startswith("model:") and not self.election.leading:
+            await self.learner.refresh()
+
+    async def _reload_document(self) -> None:
         document = await configuration.load_config(self.engine)
         if document is not None:
             self.document = document
             self.rules = Rules.of(document)
+
+    async def reload(self) -> None:
+        """Re-read the configuration and the champion (after a configuration change)."""
+        await self._reload_document()
         champion = await configuration.champion(self.engine)
-        if champion.id != self.serving.row.id:
-            await self.learner.load()
+        if champion.id == self.serving.row.id:
+            return
+        if self.election.leading:
+            await self.learner.load(catch_up=True)
+        else:
+            await self.learner.refresh()

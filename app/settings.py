@@ -22,6 +22,14 @@ class Settings:
     port: int = field(
         default=8000, metadata=_doc("DS_PORT", "--port", "TCP port of the HTTP server.")
     )
+    workers: int = field(
+        default=1,
+        metadata=_doc(
+            "DS_WORKERS",
+            "--workers",
+            "API processes; one of them is elected learner through PostgreSQL.",
+        ),
+    )
     data_dir: Path = field(
         default=Path("./var"),
         metadata=_doc(

@@ -30,5 +30,6 @@ async def healthz(request: Request) -> JSONResponse:
         "position": model.cursor,
         "learningMode": svc.rules.learning_mode,
         "pid": os.getpid(),
+        "role": svc.role,
     }
     return JSONResponse(body, status_code=200 if database == "reachable" else 503)

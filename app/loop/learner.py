@@ -65,30 +65,55 @@ class Learner:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def load(self) -> None:
-        """Serve the champion: its newest snapshot, then every joined event after it."""
+    async def load(self, catch_up: bool) -> None:
+        """Serve the champion's newest snapshot; with `catch_up` (the learner), first learn
+        every joined event after its cursor."""
         async with self._lock:
-            row = await configuration.champion(self._engine)
-            arguments = with_epsilon(row.arguments, self._rules().exploration)
-            snap = await snapshots.latest(self._engine, row.id)
-            if snap is None:
-                model = ServingModel(row, Policy(arguments), row.start_seq, 0, row.start_seq)
-            else:
-                policy = Policy.from_bytes(arguments, snap.model)
-                model = ServingModel(row, policy, snap.cursor, snap.events_learned, snap.cursor)
+            model = await self._newest_model()
+            if catch_up:
+                await self._learn_available(model)
             self.serving = model
-            await self._learn_available(model)
-            log.info("serving policy %s, model version %s", row.name, model.version)
+            log.info("serving policy %s, model version %s", model.row.name, model.version)
+
+    async def refresh(self) -> None:
+        """A worker that is not the learner: swap in the champion's newest snapshot if newer."""
+        async with self._lock:
+            current = self.serving
+            model = await self._newest_model(current)
+            if current is None or model is not current:
+                self.serving = model
+
+    async def _newest_model(self, current: ServingModel | None = None) -> ServingModel:
+        row = await configuration.champion(self._engine)
+        arguments = with_epsilon(row.arguments, self._rules().exploration)
+        snap = await snapshots.latest(self._engine, row.id)
+        same_policy = current is not None and current.row.id == row.id
+        if same_policy and (snap is None or snap.cursor <= current.cursor):  # type: ignore[union-attr]
+            return current  # type: ignore[return-value]
+        if snap is None:
+            return ServingModel(row, Policy(arguments), row.start_seq, 0, row.start_seq)
+        policy = await asyncio.to_thread(Policy.from_bytes, arguments, snap.model)
+        return ServingModel(row, policy, snap.cursor, snap.events_learned, snap.cursor)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="learner")
+        if not self.running:
+            self._task = asyncio.create_task(self._run(), name="learner")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.snapshot()
+        """Stop learning; a learner saves a last snapshot."""
+        if not self.running:
+            return
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        with contextlib.suppress(Exception):
+            await self.snapshot()
 
     def wake(self) -> None:
         self._wake.set()

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.election import notify
 from app.store.tables import joined, policies, service_config
 
 
@@ -59,6 +60,7 @@ async def save_config(engine: AsyncEngine, document: dict[str, Any], new_model: 
         if new_model:
             current = await _champion(conn)
             await _insert_champion(conn, current.name, current.arguments)
+        await notify(conn, "config")
 
 
 async def champion(engine: AsyncEngine) -> PolicyRow:
@@ -69,7 +71,9 @@ async def champion(engine: AsyncEngine) -> PolicyRow:
 async def replace_champion(engine: AsyncEngine, name: str, arguments: str) -> PolicyRow:
     """A new champion policy with a fresh model; the old one is retired."""
     async with engine.begin() as conn:
-        return await _insert_champion(conn, name, arguments)
+        row = await _insert_champion(conn, name, arguments)
+        await notify(conn, "config")
+        return row
 
 
 async def _champion(conn: AsyncConnection) -> PolicyRow:

@@ -15,6 +15,7 @@ from app.store.tables import activations, decisions, joined, pending, rewards
 from policies.join import Outcome
 
 FINALIZE_BATCH = 5000
+FINALIZE_LOCK = 720_102
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ async def finalize(
         .with_for_update(of=pending, skip_locked=True)
     )
     async with engine.begin() as conn:
+        # Finalizations run one at a time, so positions commit in the order they are taken
+        # and a reader of `joined` never sees a later position before an earlier one.
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK)))
         rows = (await conn.execute(query)).mappings().all()
         final: list[tuple[Candidate, Outcome]] = []
         for row in rows:

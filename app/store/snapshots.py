@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store.election import notify
 from app.store.tables import snapshots
 
 
@@ -55,3 +56,4 @@ async def save(engine: AsyncEngine, snapshot: Snapshot, keep: int) -> None:
                 snapshots.c.policy_id == snapshot.policy_id, snapshots.c.id.not_in(newest)
             )
         )
+        await notify(conn, f"model:{snapshot.policy_id}")

@@ -4,9 +4,14 @@ its data dir, generates both keys once, and keeps data and keys across restarts.
 from __future__ import annotations
 
 import json
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Server
 
@@ -23,7 +28,17 @@ BODY = {
 }
 
 
-def test_embedded_postgres_and_generated_keys(tmp_path) -> None:
+@pytest.fixture
+def tmp_root() -> Iterator[Path]:
+    """A directory outside pytest's tmp tree: pgserver (as root) runs PostgreSQL as its own
+    user and opens up the permissions of every parent directory, which pytest resets."""
+    path = Path(tempfile.mkdtemp(prefix="ds-embedded-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_embedded_postgres_and_generated_keys(tmp_root: Path) -> None:
+    tmp_path = tmp_root
     server = Server(None, tmp_path / "var", env={"DS_API_KEY": "", "DS_ADMIN_KEY": ""})
     server.start(timeout=120)
     try:

@@ -1,0 +1,101 @@
+"""`serve --workers 4`: one learner elected among the workers; when it dies another takes over
+within 5 s; the learner's new models reach every worker within 2 × modelExportFrequency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY, Server
+
+WORKERS = 4
+EXPORT_S = 2
+ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def workers(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(
+        database_url, tmp_path_factory.mktemp("workers"), env={"DS_WORKERS": str(WORKERS)}
+    ).start()
+    yield srv
+    srv.stop()
+
+
+def _health(server: Server) -> dict:
+    # a new connection each time, so the kernel spreads the calls over the workers
+    return httpx.get(f"{server.url}/healthz", timeout=5).json()
+
+
+def _survey(server: Server, want: int = WORKERS, timeout: float = 20) -> dict[int, dict]:
+    """healthz of each worker process, keyed by pid."""
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < want and time.monotonic() < deadline:
+        health = _health(server)
+        seen[health["pid"]] = health
+    return seen
+
+
+def _learners(server: Server) -> set[int]:
+    return {pid for pid, h in _survey(server).items() if h["role"] == "learner"}
+
+
+def test_one_learner_and_fail_over(workers: Server) -> None:
+    survey = _survey(workers)
+    assert len(survey) == WORKERS, f"saw {len(survey)} worker processes"
+    learners = [pid for pid, h in survey.items() if h["role"] == "learner"]
+    assert len(learners) == 1, survey
+
+    os.kill(learners[0], signal.SIGKILL)
+    killed_at = time.monotonic()
+    new_learner = None
+    while time.monotonic() - killed_at < 5:
+        health = _health(workers)
+        if health["role"] == "learner" and health["pid"] != learners[0]:
+            new_learner = health["pid"]
+            break
+        time.sleep(0.05)
+    assert new_learner is not None, "no new learner within 5 s"
+    time.sleep(1)  # let the supervisor replace the killed worker
+    assert len(_learners(workers)) == 1
+
+
+def test_rewards_reach_every_worker(workers: Server) -> None:
+    with workers.admin() as admin:
+        document = admin.get("/configurations/service").json()
+        document.update(modelExportFrequency=f"PT{EXPORT_S}S")
+        assert admin.put("/configurations/service", json=document).status_code == 200
+    before = _survey(workers)
+    assert len(before) == WORKERS
+    target = max(h["eventsLearned"] for h in before.values()) + 200
+    probe = {"contextFeatures": [{"user": {"segment": "s"}}], "actions": ACTIONS}
+    with workers.client() as client:
+        for _ in range(200):
+            event_id = f"burst-{uuid.uuid4()}"
+            answer = client.post("/rank", json={**probe, "eventId": event_id}).json()
+            value = 1.0 if answer["rewardActionId"] == "a3" else 0.0
+            reward = client.post(f"/events/{event_id}/reward", json={"value": value})
+            assert reward.status_code == 204
+    rewarded_at = time.monotonic()
+    updated: dict[int, float] = {}
+    while len(updated) < WORKERS and time.monotonic() - rewarded_at < 4 * EXPORT_S:
+        health = _health(workers)
+        if health["eventsLearned"] >= target and health["pid"] not in updated:
+            updated[health["pid"]] = time.monotonic() - rewarded_at
+    assert len(updated) == WORKERS, f"workers with the new model: {updated}"
+    assert max(updated.values()) <= 2 * EXPORT_S, updated
+    # and the decisions changed: every worker now favours the rewarded action
+    headers = {"Ocp-Apim-Subscription-Key": API_KEY}
+    for _ in range(12):  # a new connection each time: several workers answer
+        answer = httpx.post(
+            f"{workers.url}/personalizer/v1.0/rank", json=probe, headers=headers
+        ).json()
+        probabilities = {r["id"]: r["probability"] for r in answer["ranking"]}
+        assert probabilities["a3"] == max(probabilities.values()) > 0.2

@@ -211,6 +211,7 @@ class Rules:
     exploration: float
     export_every: timedelta
     learning_mode: str
+    retention_days: int  # -1: keep forever
 
     @classmethod
     def of(cls, document: dict[str, Any]) -> Rules:
@@ -221,4 +222,5 @@ class Rules:
             exploration=float(document["explorationPercentage"]),
             export_every=durations.parse(document["modelExportFrequency"]),
             learning_mode=document.get("learningMode", "Online"),
+            retention_days=int(document.get("logRetentionDays", -1)),
         )

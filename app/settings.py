@@ -66,6 +66,10 @@ class Settings:
         default=1024 * 1024,
         metadata=_doc("DS_MAX_BODY_BYTES", None, "Largest request body accepted (bytes)."),
     )
+    max_model_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata=_doc("DS_MAX_MODEL_BYTES", None, "Largest model accepted by PUT model (bytes)."),
+    )
     join_interval: float = field(
         default=0.5,
         metadata=_doc(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 
-import vowpal_wabbit_next as vw
+from policies.vw import Policy
 
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
 MAX_ARGUMENTS_LENGTH = 1024
@@ -69,13 +69,10 @@ def validate(arguments: str) -> str:
             raise ArgumentsError(f"Policy arguments must not name files: '{token}'.")
     _check_bits(tokens)
     try:
-        workspace = vw.Workspace([*tokens, "--quiet"])
+        policy = Policy(arguments)
     except Exception as exc:  # VW raises RuntimeError/CLIError with its own message
         raise ArgumentsError(f"VW rejected the policy arguments: {exc}") from None
-    if (workspace.label_type, workspace.prediction_type) != (
-        vw.LabelType.CB,
-        vw.PredictionType.ActionProbs,
-    ):
+    if not policy.is_single_slot_cb():
         raise ArgumentsError(
             "The policy must be a single-slot --cb_explore_adf policy "
             "(its predictions must be action probabilities)."

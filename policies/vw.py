@@ -14,6 +14,10 @@ import vowpal_wabbit_next as vw
 from policies.features import Action, vw_document
 
 
+class ModelError(ValueError):
+    """Model bytes that VW cannot load as a `--cb_explore_adf` policy."""
+
+
 class Policy:
     def __init__(self, arguments: str, model: bytes | None = None) -> None:
         self.arguments = arguments
@@ -51,3 +55,21 @@ class Policy:
     @classmethod
     def from_bytes(cls, arguments: str, model: bytes) -> Policy:
         return cls(arguments, model)
+
+    @classmethod
+    def load_checked(cls, arguments: str, model: bytes) -> Policy:
+        """Load untrusted model bytes; ModelError unless they are a single-slot CB policy."""
+        try:
+            policy = cls(arguments, model)
+        except Exception as exc:  # VW raises RuntimeError with its own message
+            raise ModelError(f"VW cannot load the model: {exc}") from None
+        if not policy.is_single_slot_cb():
+            raise ModelError("The model is not a --cb_explore_adf policy.")
+        return policy
+
+    def is_single_slot_cb(self) -> bool:
+        """True when the workspace takes CB labels and predicts action probabilities."""
+        return (self._workspace.label_type, self._workspace.prediction_type) == (
+            vw.LabelType.CB,
+            vw.PredictionType.ActionProbs,
+        )

@@ -35,8 +35,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_json(request: Request, limit: int, inner: str) -> Any:
-    """The request body as JSON; 413 past `limit` bytes, 400 (`inner` code) if not JSON."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw request body; 413 past `limit` bytes (checked while it streams in)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -45,10 +45,16 @@ async def read_json(request: Request, limit: int, inner: str) -> Any:
         body.extend(chunk)
         if len(body) > limit:
             raise _too_large(limit)
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int, inner: str) -> Any:
+    """The request body as JSON; 413 past `limit` bytes, 400 (`inner` code) if not JSON."""
+    body = await read_body(request, limit)
     if not body.strip():
         raise bad_request(inner, "The request body is empty; a JSON object is required.")
     try:
-        return json.loads(bytes(body).decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise bad_request(inner, "The request body is not valid UTF-8.") from None
     except (ValueError, RecursionError) as exc:

@@ -9,8 +9,9 @@ from starlette.responses import JSONResponse
 
 from app.api.common import authorize, json_object, read_json
 from app.errors import bad_request
+from app.service import Service
 from app.service_config import ConfigError, validate
-from app.store import configuration
+from app.store import apprentice, configuration
 from policies.arguments import DEFAULT_ARGUMENTS, ArgumentsError
 from policies.arguments import validate as validate_arguments
 from policies.features import is_plain_text
@@ -19,9 +20,17 @@ DEFAULT_POLICY_NAME = "default"
 MAX_NAME_LENGTH = 256
 
 
+async def _document(svc: Service) -> dict[str, Any]:
+    document = dict(svc.document)
+    apprentice_metrics = await apprentice.metrics(svc.engine)
+    if apprentice_metrics is not None:
+        document["latestApprenticeModeMetrics"] = apprentice_metrics
+    return document
+
+
 async def get_service(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
-    return JSONResponse(svc.document)
+    return JSONResponse(await _document(svc))
 
 
 async def put_service(request: Request) -> JSONResponse:
@@ -33,7 +42,7 @@ async def put_service(request: Request) -> JSONResponse:
         raise bad_request(exc.inner, str(exc)) from None
     await configuration.save_config(svc.engine, change.document, change.new_model)
     await svc.reload()
-    return JSONResponse(svc.document)
+    return JSONResponse(await _document(svc))
 
 
 def _contract(name: str, arguments: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import configuration, events, health, rank
+from app.api import configuration, events, health, logs, model, rank
 from app.errors import bad_request, error_response
 
 PATH_VERSIONS = ("v1.0", "v1.1-preview.1", "v1.1-preview.2", "v1.1-preview.3")
@@ -29,6 +29,12 @@ def personalizer_routes() -> list[BaseRoute]:
         Route("/configurations/policy", configuration.get_policy, methods=["GET"]),
         Route("/configurations/policy", configuration.put_policy, methods=["PUT"]),
         Route("/configurations/policy", configuration.reset_policy, methods=["DELETE"]),
+        Route("/model", model.export_model, methods=["GET"]),
+        Route("/model", model.import_model, methods=["PUT"]),
+        Route("/model", model.reset_model, methods=["DELETE"]),
+        Route("/model/properties", model.model_properties, methods=["GET"]),
+        Route("/logs", logs.delete_logs, methods=["DELETE"]),
+        Route("/logs/properties", logs.log_properties, methods=["GET"]),
     ]
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.service_config import Rules
-from app.store import configuration, joins, snapshots
+from app.store import configuration, joins, logs, snapshots
 from app.store.configuration import PolicyRow
 from policies import join
 from policies.arguments import with_epsilon
@@ -29,6 +29,7 @@ from policies.vw import Policy
 log = logging.getLogger(__name__)
 
 LEARN_BATCH = 500
+PURGE_EVERY_S = 600.0  # how often the learner applies logRetentionDays
 YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
 
 
@@ -61,6 +62,7 @@ class Learner:
         self._lock = asyncio.Lock()  # one step, load or snapshot at a time
         self._task: asyncio.Task[None] | None = None
         self._last_snapshot = time.monotonic()
+        self._last_purge = 0.0
         self.serving: ServingModel | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -153,6 +155,13 @@ class Learner:
                 await self._learn_available(self.serving)
         if time.monotonic() - self._last_snapshot >= rules.export_every.total_seconds():
             await self.snapshot()
+        if rules.retention_days >= 0 and time.monotonic() - self._last_purge >= PURGE_EVERY_S:
+            self._last_purge = time.monotonic()
+            purged = await logs.purge_older_than(self._engine, rules.retention_days)
+            if purged:
+                log.info(
+                    "retention: deleted %d events older than %d days", purged, rules.retention_days
+                )
 
     async def _learn_available(self, model: ServingModel) -> None:
         while True:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.election import notify
-from app.store.tables import joined, policies, service_config
+from app.store.tables import joined, policies, service_config, snapshots
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,37 @@ async def replace_champion(engine: AsyncEngine, name: str, arguments: str) -> Po
         row = await _insert_champion(conn, name, arguments)
         await notify(conn, "config")
         return row
+
+
+async def import_model(engine: AsyncEngine, model: bytes) -> PolicyRow:
+    """A new champion (same name and arguments) that starts from the imported model bytes."""
+    async with engine.begin() as conn:
+        current = await _champion(conn)
+        row = await _insert_champion(conn, current.name, current.arguments)
+        await conn.execute(
+            sa.insert(snapshots).values(
+                policy_id=row.id, cursor=row.start_seq, events_learned=0, model=model,
+                created_at=sa.func.now(),
+            )
+        )  # fmt: skip
+        await notify(conn, "config")
+        return row
+
+
+async def model_properties(engine: AsyncEngine, policy_id: int) -> tuple[Any, Any]:
+    """(creation time of the champion's model, time of its newest snapshot or creation)."""
+    async with engine.connect() as conn:
+        created = (
+            await conn.execute(sa.select(policies.c.created_at).where(policies.c.id == policy_id))
+        ).scalar_one()
+        modified = (
+            await conn.execute(
+                sa.select(sa.func.max(snapshots.c.created_at)).where(
+                    snapshots.c.policy_id == policy_id
+                )
+            )
+        ).scalar_one()
+    return created, modified or created
 
 
 async def _champion(conn: AsyncConnection) -> PolicyRow:

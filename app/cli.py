@@ -54,6 +54,7 @@ def serve(settings: Settings) -> None:
             # Worker processes build their app from the environment (app.main.app_from_env).
             os.environ.update(DATABASE_URL=url, DS_API_KEY=keys.api, DS_ADMIN_KEY=keys.admin)
             os.environ["DS_DATA_DIR"] = str(settings.data_dir)
+            os.environ["DS_WORKERS"] = str(settings.workers)
             uvicorn.run("app.main:app_from_env", factory=True, workers=settings.workers, **options)
     finally:
         if embedded is not None:

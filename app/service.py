@@ -57,7 +57,8 @@ class Service:
     async def start(self) -> None:
         await self.learner.load(catch_up=False)
         self.writer.start()
-        await self.election.start()  # a single process becomes the learner before serving
+        # a single process becomes the learner before it serves
+        await self.election.start(wait=5.0 if self.settings.workers <= 1 else 0.0)
 
     async def stop(self) -> None:
         await self.writer.stop()

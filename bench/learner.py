@@ -1,11 +1,11 @@
-"""Learner throughput: the service's `Learner.load()` against raw vowpal-wabbit-next.
+"""Learner throughput: the service's `Learner.load(catch_up=True)` against raw vowpal-wabbit-next.
 
 `python3 -m bench.learner [--events N] [--actions K] [--database-url URL] [--profile]`
 
 Creates a fresh database `ds_bench_<random>` (on `--database-url`, else an embedded PostgreSQL),
 fills it with N seeded synthetic final events (decisions + joined, nothing pending), then times,
 alternating, three times each:
-  A. learner: `Learner.load()` — read joined ⋈ decisions from PostgreSQL in batches, rebuild the
+  A. learner: `Learner.load(catch_up=True)` — read joined ⋈ decisions from PostgreSQL in batches, rebuild the
      actions, build the VW JSON, parse, label and learn every event;
   B. raw: vowpal-wabbit-next alone on the same events in the same order — `parse_json` on
      pre-built JSON strings, `set_label`, `learn_one` (no database, no JSON building).
@@ -203,7 +203,7 @@ async def run_learner(engine: AsyncEngine) -> tuple[float, Learner]:
     learner = new_learner(engine)
     gc.collect()
     start = time.perf_counter()
-    await learner.load()
+    await learner.load(catch_up=True)
     return time.perf_counter() - start, learner
 
 
@@ -289,9 +289,9 @@ async def profile(engine: AsyncEngine, arguments: str, n: int) -> None:
     learner = new_learner(engine)
     profiler = cProfile.Profile()
     profiler.enable()
-    await learner.load()
+    await learner.load(catch_up=True)
     profiler.disable()
-    print("\ncProfile of Learner.load(), top 20 by own time:")
+    print("\ncProfile of Learner.load(catch_up=True), top 20 by own time:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
 
 
@@ -336,7 +336,7 @@ def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: st
     raw_rate = n / statistics.median(raw_s)
     ratio = learner_rate / raw_rate
     print(
-        "\nA learner = Learner.load(): SELECT joined JOIN decisions from PostgreSQL in batches"
+        "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL in batches"
         f" of {LEARN_BATCH},\n  rebuild actions, build + json.dumps the VW document, parse,"
         " label, learn_one (the service's code path)"
         "\nB raw     = vowpal-wabbit-next only, same events and order: parse_json on pre-built"

@@ -47,13 +47,20 @@ class Election:
         self._task: asyncio.Task[None] | None = None
         self.leading = False
 
-    async def start(self) -> None:
-        """Try once now (so a single process leads before it serves), then keep trying."""
-        try:
-            await self._connect()
-            await self._try_lead()
-        except Exception as exc:  # the loop below keeps trying
-            log.warning("learner election: first attempt failed: %s", exc)
+    async def start(self, wait: float = 0.0) -> None:
+        """Try to lead now, for up to `wait` seconds (a lone process should lead before it
+        serves: a killed predecessor's session may hold the lock a moment), then keep trying
+        in the background."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                await self._connect()
+                await self._try_lead()
+            except Exception as exc:  # the loop below keeps trying
+                log.warning("learner election: attempt failed: %s", exc)
+            if self.leading or asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.2)
         self._task = asyncio.create_task(self._run(), name="learner-election")
 
     async def stop(self) -> None:

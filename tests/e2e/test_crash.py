@@ -235,7 +235,7 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     for thread in threads:
         thread.start()
     rng = random.Random(SEED)
-    kills: list[dict[str, int]] = []
+    kills: list[dict[str, int | str]] = []
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(1.2, 3.0))
@@ -253,6 +253,7 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
             server.start()
             health = _health(server)
             at_kill["position_after_start"] = health["position"]
+            at_kill["role_after_start"] = health.get("role", "-")
             kills.append(at_kill)
             # the model learns every joined event before it serves
             assert health["policyId"] == policy_id
@@ -337,6 +338,8 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
         arguments = admin.get("/configurations/policy").json()["arguments"]
     offline = _offline_model(db, policy_id, arguments, config["explorationPercentage"])
     _assert_serves(server, offline, "after the kills")
+    tops = {max(_expected_pmf(offline, c, []).items(), key=lambda kv: kv[1])[0] for c in CONTEXTS}
+    assert len(tops) > 1, "the model should prefer different actions in different contexts"
 
     # -- one more kill -9 once everything is final: snapshot + replay, same model --------------
     server.stop(signal.SIGKILL)

@@ -68,6 +68,7 @@ class Service:
     async def _lead(self) -> None:
         await self._reload_document()
         await self.learner.load(catch_up=True)
+        await self.learner.step()  # events whose wait time closed while no learner ran
         self.learner.start()
 
     async def _step_down(self) -> None:

@@ -5,8 +5,8 @@
 Creates a fresh database `ds_bench_<random>` (on `--database-url`, else an embedded PostgreSQL),
 fills it with N seeded synthetic final events (decisions + joined, nothing pending), then times,
 alternating, three times each:
-  A. learner: `Learner.load(catch_up=True)` — read joined ⋈ decisions from PostgreSQL in batches, rebuild the
-     actions, build the VW JSON, parse, label and learn every event;
+  A. learner: `Learner.load(catch_up=True)` — read joined ⋈ decisions from PostgreSQL in
+     batches, rebuild the actions, build the VW JSON, parse, label and learn every event;
   B. raw: vowpal-wabbit-next alone on the same events in the same order — `parse_json` on
      pre-built JSON strings, `set_label`, `learn_one` (no database, no JSON building).
 Prints the medians against the targets, checks both models end identical, drops the database.
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 import vowpal_wabbit_next as vw
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -48,7 +49,7 @@ from policies.features import Action, vw_document
 from policies.ranking import learning_example
 from policies.vw import Policy
 
-DESCRIPTION = "Learner throughput: Learner.load() against raw vowpal-wabbit-next."
+DESCRIPTION = "Learner throughput: Learner.load(catch_up=True) against raw vowpal-wabbit-next."
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_RATE = 10_000.0
 TARGET_RATIO = 0.5
@@ -59,6 +60,12 @@ USER_TYPES = ("student", "professional", "retired", "teacher")
 DEVICES = ("mobile", "desktop", "tablet")
 TOPICS = ("politics", "sports", "science", "fun", "travel", "food", "music")
 
+TEXT_QUERY = sa.text(
+    "SELECT j.seq, j.reward, j.learn, d.context::text, d.actions::text, d.excluded::text,"
+    " d.reward_action, d.probability, d.policy_action, d.policy_probability, d.learning_mode"
+    " FROM joined j JOIN decisions d ON d.event_id = j.event_id"
+    " WHERE j.seq > :cursor ORDER BY j.seq LIMIT :limit"
+)
 Stream = list[tuple[str, int, float, float]]  # (VW JSON, chosen position, cost, probability)
 
 
@@ -279,6 +286,18 @@ async def phases(engine: AsyncEngine, arguments: str) -> dict[str, float]:
             return spent
 
 
+async def fetch_undecoded(engine: AsyncEngine) -> float:
+    """Seconds to read the same batches with the JSONB columns as text (no JSON decoding)."""
+    cursor, start = 0, time.perf_counter()
+    while True:
+        async with engine.connect() as conn:
+            result = await conn.execute(TEXT_QUERY, {"cursor": cursor, "limit": LEARN_BATCH})
+            rows = [dict(r) for r in result.mappings().all()]
+        if len(rows) < LEARN_BATCH:
+            return time.perf_counter() - start
+        cursor = rows[-1]["seq"]
+
+
 async def profile(engine: AsyncEngine, arguments: str, n: int) -> None:
     spent = await phases(engine, arguments)
     total = sum(spent.values())
@@ -286,6 +305,11 @@ async def profile(engine: AsyncEngine, arguments: str, n: int) -> None:
     for name, seconds in spent.items():
         print(f"  {name:<12} {seconds:7.3f} s  {seconds / total:6.1%}  {n / seconds:>10,.0f} ev/s")
     print(f"  {'total':<12} {total:7.3f} s  {'':6}  {n / total:>10,.0f} ev/s")
+    undecoded = await fetch_undecoded(engine)
+    print(
+        f"  (fetch = joins.joined_after incl. JSONB decoding; the same rows with jsonb::text take"
+        f" {undecoded:.3f} s, {n / undecoded:,.0f} ev/s)"
+    )
     learner = new_learner(engine)
     profiler = cProfile.Profile()
     profiler.enable()
@@ -336,9 +360,9 @@ def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: st
     raw_rate = n / statistics.median(raw_s)
     ratio = learner_rate / raw_rate
     print(
-        "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL in batches"
-        f" of {LEARN_BATCH},\n  rebuild actions, build + json.dumps the VW document, parse,"
-        " label, learn_one (the service's code path)"
+        "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL"
+        f"\n  in batches of {LEARN_BATCH}, rebuild actions, build + json.dumps the VW document,"
+        "\n  parse, label, learn_one (the service's code path)"
         "\nB raw     = vowpal-wabbit-next only, same events and order: parse_json on pre-built"
         "\n  JSON strings + set_label + learn_one (no database, no JSON building)"
         f"\nmedian of {RUNS} alternating runs; seconds: learner "
@@ -370,6 +394,8 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="also show where the time goes")
     args = parser.parse_args()
+    if args.events < 1 or not 1 <= args.actions <= 50:
+        parser.error("--events must be at least 1 and --actions between 1 and 50")
     with postgres_server(args.database_url) as server, fresh_database(server) as url:
         asyncio.run(bench(url, args.events, args.actions, args.profile))
 

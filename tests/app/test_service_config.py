@@ -398,6 +398,7 @@ def test_rules_of_a_document(current):
         exploration=0.3,
         export_every=timedelta(minutes=1),
         learning_mode="Online",
+        retention_days=document["logRetentionDays"],
     )
 
 

@@ -106,8 +106,18 @@ def _assert_serves(server: Server, offline: Policy) -> None:
             assert served == pytest.approx(expected, abs=1e-6)
 
 
+def _assert_serves_offline_model(server: Server, db) -> None:
+    """What the policy learned: the served pmf is that of a model trained offline on the
+    joined stream (rewards as joined, skipped events skipped), in the same order."""
+    with server.admin() as admin:
+        arguments = admin.get("/configurations/policy").json()["arguments"]
+        exploration = admin.get("/configurations/service").json()["explorationPercentage"]
+    policy_id, _ = _learned(server)
+    _assert_serves(server, _offline_model(db, policy_id, arguments, exploration))
+
+
 def test_earliest_and_deferred_activation(server: Server, db) -> None:
-    config = _configure(
+    _configure(
         server, rewardWaitTime=f"PT{WAIT_S}S", defaultReward=0.25, rewardAggregation="earliest"
     )
     policy_id, learned0 = _learned(server)
@@ -156,10 +166,7 @@ def test_earliest_and_deferred_activation(server: Server, db) -> None:
     assert late_rewards.fetchone()[0] == 1
 
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 7))
-    with server.admin() as admin:
-        arguments = admin.get("/configurations/policy").json()["arguments"]
-    offline = _offline_model(db, policy_id, arguments, config["explorationPercentage"])
-    _assert_serves(server, offline)
+    _assert_serves_offline_model(server, db)
 
 
 @pytest.mark.parametrize(
@@ -181,6 +188,7 @@ def test_aggregations_wait_for_the_wait_time(
     _wait_until(lambda: _joined(db, event_id) is not None)
     assert _joined(db, event_id) == (pytest.approx(expected), True, "reward")
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 1))
+    _assert_serves_offline_model(server, db)
 
 
 def test_learning_modes(server: Server, db) -> None:

@@ -7,16 +7,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DS_DATA_DIR=/data
 
-RUN groupadd --system app && useradd --system --gid app --home-dir /srv --shell /usr/sbin/nologin app
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /srv --shell /usr/sbin/nologin app
 
 WORKDIR /srv
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY policies ./policies
 COPY migrations ./migrations
-RUN pip install . && mkdir -p /data && chown app:app /data
+RUN pip install . && mkdir -p /data && chown 10001:10001 /data
 
-USER app
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8000
 

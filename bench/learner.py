@@ -6,9 +6,9 @@ Creates a fresh database `ds_bench_<random>` (on `--database-url`, else an embed
 fills it with N seeded synthetic final events (decisions + joined, nothing pending), then times,
 alternating, three times each:
   A. learner: `Learner.load(catch_up=True)` — read joined ⋈ decisions from PostgreSQL in
-     batches, rebuild the actions, build the VW JSON, parse, label and learn every event;
+     batches (the VW JSON text logged with each decision), parse, label and learn every event;
   B. raw: vowpal-wabbit-next alone on the same events in the same order — `parse_json` on
-     pre-built JSON strings, `set_label`, `learn_one` (no database, no JSON building).
+     the same JSON strings held in memory, `set_label`, `learn_one` (no database).
 Prints the medians against the targets, checks both models end identical, drops the database.
 """
 
@@ -35,19 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import sqlalchemy as sa
 import vowpal_wabbit_next as vw
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.configuration import DEFAULT_POLICY_NAME
 from app.loop.learner import LEARN_BATCH, Learner
 from app.service_config import Rules, defaults
-from app.store import configuration, joins
+from app.store import configuration
 from app.store.db import async_engine, migrate, start_embedded
 from policies.arguments import DEFAULT_ARGUMENTS, with_epsilon
-from policies.features import Action, vw_document
-from policies.ranking import learning_example
-from policies.vw import Policy
+from policies.features import Action
+from policies.ranking import lesson
+from policies.vw import Policy, example_text
 
 DESCRIPTION = "Learner throughput: Learner.load(catch_up=True) against raw vowpal-wabbit-next."
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -60,12 +59,6 @@ USER_TYPES = ("student", "professional", "retired", "teacher")
 DEVICES = ("mobile", "desktop", "tablet")
 TOPICS = ("politics", "sports", "science", "fun", "travel", "food", "music")
 
-TEXT_QUERY = sa.text(
-    "SELECT j.seq, j.reward, j.learn, d.context::text, d.actions::text, d.excluded::text,"
-    " d.reward_action, d.probability, d.policy_action, d.policy_probability, d.learning_mode"
-    " FROM joined j JOIN decisions d ON d.event_id = j.event_id"
-    " WHERE j.seq > :cursor ORDER BY j.seq LIMIT :limit"
-)
 Stream = list[tuple[str, int, float, float]]  # (VW JSON, chosen position, cost, probability)
 
 
@@ -140,11 +133,12 @@ def generate(n: int, k: int, policy_id: int) -> tuple[list[tuple[Any, ...]], lis
         order = [chosen] + [a for a in range(k) if a != chosen]
         ranking = [{"id": actions[a]["id"], "probability": pmf[a]} for a in order]
         created = start + timedelta(milliseconds=i)
+        example = example_text(context, [Action(a["id"], a["features"]) for a in actions])
         decisions.append((
             event_id, created, hashlib.sha256(event_id.encode()).hexdigest(),
             json.dumps(context), json.dumps(actions), "[]", json.dumps(ranking),
-            chosen, pmf[chosen], chosen, pmf[chosen], policy_id, DEFAULT_POLICY_NAME,
-            f"{policy_id}.0", "Online", False,
+            chosen, pmf[chosen], chosen, pmf[chosen], example, chosen, chosen, policy_id,
+            DEFAULT_POLICY_NAME, f"{policy_id}.0", "Online", False,
         ))  # fmt: skip
         reason, count = ("reward", 1) if reward else ("default", 0)
         joined.append(
@@ -157,8 +151,9 @@ def insert(url: str, decisions: list[tuple[Any, ...]], joined: list[tuple[Any, .
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy(
             "COPY decisions (event_id, created_at, request_hash, context, actions, excluded,"
-            " ranking, reward_action, probability, policy_action, policy_probability, policy_id,"
-            " policy_name, model_version, learning_mode, deferred) FROM STDIN"
+            " ranking, reward_action, probability, policy_action, policy_probability, example,"
+            " reward_position, policy_position, policy_id, policy_name, model_version,"
+            " learning_mode, deferred) FROM STDIN"
         ) as copy:
             for row in decisions:
                 copy.write_row(row)
@@ -174,28 +169,25 @@ def insert(url: str, decisions: list[tuple[Any, ...]], joined: list[tuple[Any, .
 
 
 def raw_stream(url: str) -> Stream:
-    """The joined stream as the learner reads it, pre-built into VW JSON strings (not timed)."""
+    """The joined stream as the learner reads it, held in memory for the raw run (not timed)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT j.reward, d.context, d.actions, d.excluded, d.reward_action, d.probability,"
-            " d.policy_action, d.policy_probability, d.learning_mode FROM joined j"
+            "SELECT j.reward, d.example, d.reward_position, d.probability, d.policy_position,"
+            " d.policy_probability, d.learning_mode FROM joined j"
             " JOIN decisions d USING (event_id) WHERE j.learn ORDER BY j.seq"
         ).fetchall()
     stream: Stream = []
-    for reward, context, actions, excluded, reward_action, p, policy_action, pp, mode in rows:
-        example = learning_example(
+    for reward, example, position, p, policy_position, pp, mode in rows:
+        taught = lesson(
             learning_mode=mode,
-            actions=[Action(a["id"], a["features"]) for a in actions],
-            excluded=set(excluded),
-            reward_action=reward_action,
+            reward_position=position,
             probability=p,
-            policy_action=policy_action,
+            policy_position=policy_position,
             policy_probability=pp,
             reward=reward,
         )
-        assert example is not None
-        sub, chosen, cost, probability = example
-        stream.append((json.dumps(vw_document(context, sub)), chosen, cost, probability))
+        assert taught is not None
+        stream.append((example, *taught))
     return stream
 
 
@@ -245,71 +237,7 @@ def same_model(arguments: str, learner: Learner, raw: vw.Workspace, k: int) -> s
 # -- where the learner's time goes (--profile) ------------------------------------------------
 
 
-async def phases(engine: AsyncEngine, arguments: str) -> dict[str, float]:
-    """The learner's loop split by hand: seconds in each step, over the whole stream."""
-    workspace = vw.Workspace([*shlex.split(arguments), "--quiet"])
-    parser = vw.JsonFormatParser(workspace)
-    spent = dict.fromkeys(("fetch", "rebuild", "dumps", "parse", "label+learn"), 0.0)
-    cursor, clock = 0, time.perf_counter
-    while True:
-        t = clock()
-        events = await joins.joined_after(engine, cursor, LEARN_BATCH)
-        spent["fetch"] += clock() - t
-        for event in events:
-            t0 = clock()
-            example = learning_example(
-                learning_mode=event["learning_mode"],
-                actions=[Action(a["id"], a["features"]) for a in event["actions"]],
-                excluded=set(event["excluded"]),
-                reward_action=event["reward_action"],
-                probability=event["probability"],
-                policy_action=event["policy_action"],
-                policy_probability=event["policy_probability"],
-                reward=event["reward"],
-            )
-            assert example is not None
-            sub, chosen, cost, probability = example
-            t1 = clock()
-            document = json.dumps(vw_document(event["context"], sub))
-            t2 = clock()
-            examples = parser.parse_json(document)
-            t3 = clock()
-            examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
-            workspace.learn_one(examples)
-            t4 = clock()
-            spent["rebuild"] += t1 - t0
-            spent["dumps"] += t2 - t1
-            spent["parse"] += t3 - t2
-            spent["label+learn"] += t4 - t3
-            cursor = event["seq"]
-        if len(events) < LEARN_BATCH:
-            return spent
-
-
-async def fetch_undecoded(engine: AsyncEngine) -> float:
-    """Seconds to read the same batches with the JSONB columns as text (no JSON decoding)."""
-    cursor, start = 0, time.perf_counter()
-    while True:
-        async with engine.connect() as conn:
-            result = await conn.execute(TEXT_QUERY, {"cursor": cursor, "limit": LEARN_BATCH})
-            rows = [dict(r) for r in result.mappings().all()]
-        if len(rows) < LEARN_BATCH:
-            return time.perf_counter() - start
-        cursor = rows[-1]["seq"]
-
-
 async def profile(engine: AsyncEngine, arguments: str, n: int) -> None:
-    spent = await phases(engine, arguments)
-    total = sum(spent.values())
-    print(f"\nlearner loop by phase ({n} events, timed by hand, no profiler):")
-    for name, seconds in spent.items():
-        print(f"  {name:<12} {seconds:7.3f} s  {seconds / total:6.1%}  {n / seconds:>10,.0f} ev/s")
-    print(f"  {'total':<12} {total:7.3f} s  {'':6}  {n / total:>10,.0f} ev/s")
-    undecoded = await fetch_undecoded(engine)
-    print(
-        f"  (fetch = joins.joined_after incl. JSONB decoding; the same rows with jsonb::text take"
-        f" {undecoded:.3f} s, {n / undecoded:,.0f} ev/s)"
-    )
     learner = new_learner(engine)
     profiler = cProfile.Profile()
     profiler.enable()
@@ -361,10 +289,10 @@ def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: st
     ratio = learner_rate / raw_rate
     print(
         "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL"
-        f"\n  in batches of {LEARN_BATCH}, rebuild actions, build + json.dumps the VW document,"
-        "\n  parse, label, learn_one (the service's code path)"
-        "\nB raw     = vowpal-wabbit-next only, same events and order: parse_json on pre-built"
-        "\n  JSON strings + set_label + learn_one (no database, no JSON building)"
+        f"\n  in batches of {LEARN_BATCH} (the logged VW JSON text), parse, label, learn_one"
+        "\n  (the service's code path)"
+        "\nB raw     = vowpal-wabbit-next only, same events and order: parse_json on the same"
+        "\n  JSON strings in memory + set_label + learn_one (no database)"
         f"\nmedian of {RUNS} alternating runs; seconds: learner "
         + " ".join(f"{s:.3f}" for s in learner_s)
         + ", raw "

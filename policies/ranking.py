@@ -14,14 +14,15 @@ from dataclasses import dataclass
 
 from policies.features import Action
 from policies.sampling import sample
-from policies.vw import Policy
+from policies.vw import Policy, example_text
 
 LEARNING_MODES = ("Online", "Apprentice", "LoggingOnly")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Indices refer to the request's full action list (excluded actions included)."""
+    """Indices refer to the request's full action list (excluded actions included); positions
+    to the eligible (non-excluded) actions, the ones `example` holds."""
 
     ranking: list[tuple[str, float]]  # the answer, chosen action first
     reward_action: int  # the action answered (rewardActionId)
@@ -29,6 +30,9 @@ class Decision:
     policy_action: int  # the action the policy drew
     policy_probability: float  # the policy's probability of policy_action
     pmf: list[float]  # the policy's probability of every action (0 when excluded)
+    example: str  # the VW JSON text the policy ranked: context and eligible actions
+    reward_position: int  # reward_action's position among the eligible actions
+    policy_position: int  # policy_action's position among the eligible actions
 
 
 def eligible_indices(actions: list[Action], excluded: set[str]) -> list[int]:
@@ -46,15 +50,18 @@ def decide(
     eligible = eligible_indices(actions, excluded)
     if not eligible:
         raise ValueError("every action is excluded")
-    sub_pmf = policy.pmf(context, [actions[i] for i in eligible])
+    example = example_text(context, [actions[i] for i in eligible])
+    sub_pmf = policy.pmf_of(example)
     pmf = [0.0] * len(actions)
     for i, p in zip(eligible, sub_pmf, strict=True):
         pmf[i] = p
-    policy_action = eligible[sample(sub_pmf, event_id)]
+    policy_position = sample(sub_pmf, event_id)
+    policy_action = eligible[policy_position]
     if learning_mode == "Online":
-        reward_action, probability = policy_action, pmf[policy_action]
-    else:
-        reward_action, probability = eligible[0], 1.0
+        reward_position, probability = policy_position, pmf[policy_action]
+    else:  # the baseline: the first eligible action
+        reward_position, probability = 0, 1.0
+    reward_action = eligible[reward_position]
     order = [reward_action] + [i for i in range(len(actions)) if i != reward_action]
     return Decision(
         ranking=[(actions[i].id, pmf[i]) for i in order],
@@ -63,29 +70,30 @@ def decide(
         policy_action=policy_action,
         policy_probability=pmf[policy_action],
         pmf=pmf,
+        example=example,
+        reward_position=reward_position,
+        policy_position=policy_position,
     )
 
 
-def learning_example(
+def lesson(
     *,
     learning_mode: str,
-    actions: list[Action],
-    excluded: set[str],
-    reward_action: int,
+    reward_position: int,
     probability: float,
-    policy_action: int,
+    policy_position: int,
     policy_probability: float,
     reward: float,
-) -> tuple[list[Action], int, float, float] | None:
-    """What a final event teaches: (eligible actions, chosen position, cost, probability).
+) -> tuple[int, float, float] | None:
+    """What a final event teaches: (position in its example, cost, probability).
 
-    None when the event teaches nothing (LoggingOnly).
+    Online: the served action, cost −reward, the logged probability. Apprentice: the policy's
+    own draw, cost −1 when it was the baseline (position 0) and 0 otherwise, the policy's
+    probability of it. LoggingOnly: nothing (None).
     """
-    eligible = eligible_indices(actions, excluded)
-    sub = [actions[i] for i in eligible]
     if learning_mode == "Online":
-        return sub, eligible.index(reward_action), -reward, probability
+        return reward_position, -reward, probability
     if learning_mode == "Apprentice":
-        imitated = 1.0 if policy_action == eligible[0] else 0.0
-        return sub, eligible.index(policy_action), -imitated, policy_probability
+        imitated = 1.0 if policy_position == 0 else 0.0
+        return policy_position, -imitated, policy_probability
     return None

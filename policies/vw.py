@@ -18,6 +18,11 @@ class ModelError(ValueError):
     """Model bytes that VW cannot load as a `--cb_explore_adf` policy."""
 
 
+def example_text(context: list[dict[str, Any]], actions: list[Action]) -> str:
+    """The VW JSON text of one decision over `actions` (what a policy ranks and learns from)."""
+    return json.dumps(vw_document(context, actions), separators=(",", ":"), ensure_ascii=False)
+
+
 class Policy:
     def __init__(self, arguments: str, model: bytes | None = None) -> None:
         self.arguments = arguments
@@ -25,16 +30,24 @@ class Policy:
         self._workspace = vw.Workspace(args, model_data=model)
         self._parser = vw.JsonFormatParser(self._workspace)
 
-    def _examples(self, context: list[dict[str, Any]], actions: list[Action]) -> list[Any]:
-        return self._parser.parse_json(json.dumps(vw_document(context, actions)))
-
-    def pmf(self, context: list[dict[str, Any]], actions: list[Action]) -> list[float]:
-        """Probability of each action, in the order of `actions` (VW returns them sorted)."""
-        pairs = self._workspace.predict_one(self._examples(context, actions))
-        probabilities = [0.0] * len(actions)
-        for index, probability in pairs:
+    def pmf_of(self, example: str) -> list[float]:
+        """Probability of each action of an `example_text`, in its order (VW sorts them)."""
+        examples = self._parser.parse_json(example)
+        probabilities = [0.0] * (len(examples) - 1)
+        for index, probability in self._workspace.predict_one(examples):
             probabilities[index] = float(probability)
         return probabilities
+
+    def pmf(self, context: list[dict[str, Any]], actions: list[Action]) -> list[float]:
+        """Probability of each action, in the order of `actions`."""
+        return self.pmf_of(example_text(context, actions))
+
+    def learn_from(self, example: str, chosen: int, cost: float, probability: float) -> None:
+        """Learn that action `chosen` of an `example_text`, shown with `probability`, cost
+        `cost` (= −reward)."""
+        examples = self._parser.parse_json(example)
+        examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
+        self._workspace.learn_one(examples)
 
     def learn(
         self,
@@ -45,9 +58,7 @@ class Policy:
         probability: float,
     ) -> None:
         """Learn that `actions[chosen]`, shown with `probability`, cost `cost` (= −reward)."""
-        examples = self._examples(context, actions)
-        examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
-        self._workspace.learn_one(examples)
+        self.learn_from(example_text(context, actions), chosen, cost, probability)
 
     def to_bytes(self) -> bytes:
         return self._workspace.serialize()

@@ -22,8 +22,7 @@ from app.store import configuration, joins, logs, snapshots
 from app.store.configuration import PolicyRow
 from policies import join
 from policies.arguments import with_epsilon
-from policies.features import Action
-from policies.ranking import learning_example
+from policies.ranking import lesson
 from policies.vw import Policy
 
 log = logging.getLogger(__name__)
@@ -170,7 +169,7 @@ class Learner:
                 if event["learn"]:
                     try:
                         model.events_learned += _learn(model.policy, event)
-                    except Exception:  # one unlearnable event must not stall the stream
+                    except RuntimeError:  # VW refused this event: it must not stall the stream
                         log.exception("could not learn joined event %s; skipped", event["seq"])
                 model.cursor = event["seq"]
                 if n % YIELD_EVERY == 0:
@@ -198,18 +197,15 @@ class Learner:
 
 def _learn(policy: Policy, event: dict) -> int:
     """Teach `policy` one joined event; returns 1 if it learned, 0 if the event teaches nothing."""
-    example = learning_example(
+    taught = lesson(
         learning_mode=event["learning_mode"],
-        actions=[Action(a["id"], a["features"]) for a in event["actions"]],
-        excluded=set(event["excluded"]),
-        reward_action=event["reward_action"],
+        reward_position=event["reward_position"],
         probability=event["probability"],
-        policy_action=event["policy_action"],
+        policy_position=event["policy_position"],
         policy_probability=event["policy_probability"],
         reward=event["reward"],
     )
-    if example is None:
+    if taught is None:
         return 0
-    actions, chosen, cost, probability = example
-    policy.learn(event["context"], actions, chosen, cost, probability)
+    policy.learn_from(event["example"], *taught)
     return 1

@@ -19,9 +19,3 @@ async def get(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None:
         )
     return dict(row) if row else None
 
-
-async def count(engine: AsyncEngine) -> int:
-    async with engine.connect() as conn:
-        return int(
-            (await conn.execute(sa.select(sa.func.count()).select_from(decisions))).scalar_one()
-        )

@@ -132,14 +132,12 @@ async def joined_after(engine: AsyncEngine, cursor: int, limit: int) -> list[dic
             joined.c.seq,
             joined.c.reward,
             joined.c.learn,
-            decisions.c.context,
-            decisions.c.actions,
-            decisions.c.excluded,
-            decisions.c.reward_action,
-            decisions.c.probability,
-            decisions.c.policy_action,
-            decisions.c.policy_probability,
             decisions.c.learning_mode,
+            decisions.c.example,
+            decisions.c.reward_position,
+            decisions.c.probability,
+            decisions.c.policy_position,
+            decisions.c.policy_probability,
         )
         .select_from(joined.join(decisions, decisions.c.event_id == joined.c.event_id))
         .where(joined.c.seq > cursor)
@@ -147,4 +145,4 @@ async def joined_after(engine: AsyncEngine, cursor: int, limit: int) -> list[dic
         .limit(limit)
     )
     async with engine.connect() as conn:
-        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+        return [r._asdict() for r in (await conn.execute(query)).all()]

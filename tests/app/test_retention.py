@@ -18,10 +18,10 @@ from policies.arguments import DEFAULT_ARGUMENTS
 def _decision(conn: psycopg.Connection, event_id: str, days_old: int) -> None:
     conn.execute(
         "INSERT INTO decisions (event_id, created_at, request_hash, context, actions, excluded,"
-        " ranking, reward_action, probability, policy_action, policy_probability, policy_id,"
-        " policy_name, model_version, learning_mode, deferred) VALUES (%s,"
-        " now() - make_interval(days => %s), 'h', %s, %s, '[]', '[]', 0, 1, 0, 1, 1, 'default',"
-        " '1.0', 'Online', false)",
+        " ranking, reward_action, probability, policy_action, policy_probability, example,"
+        " reward_position, policy_position, policy_id, policy_name, model_version,"
+        " learning_mode, deferred) VALUES (%s, now() - make_interval(days => %s), 'h', %s, %s,"
+        " '[]', '[]', 0, 1, 0, 1, '{}', 0, 0, 1, 'default', '1.0', 'Online', false)",
         (event_id, days_old, json.dumps([{"u": 1}]), json.dumps([{"id": "a", "features": []}])),
     )
     conn.execute(

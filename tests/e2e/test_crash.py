@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from policies.arguments import with_epsilon
 from policies.features import Action
-from policies.ranking import eligible_indices, learning_example
+from policies.ranking import eligible_indices
 from policies.vw import Policy
 from tests.conftest import Server
+from tests.offline import offline_model
 
 SEED = 20240611
 WORKERS = 8
@@ -148,35 +148,6 @@ def _configure(server: Server, **changes: object) -> dict:
         answer = admin.put("/configurations/service", json=document)
         assert answer.status_code == 200, answer.text
         return answer.json()
-
-
-def _offline_model(db, policy_id: int, arguments: str, exploration: float) -> Policy:
-    """The champion's model trained offline from the joined stream, in the same order
-    (as in test_join_rules.py)."""
-    start = db.execute("SELECT start_seq FROM policies WHERE id = %s", (policy_id,)).fetchone()[0]
-    rows = db.execute(
-        "SELECT j.reward, j.learn, d.context, d.actions, d.excluded, d.reward_action,"
-        " d.probability, d.policy_action, d.policy_probability, d.learning_mode"
-        " FROM joined j JOIN decisions d USING (event_id) WHERE j.seq > %s ORDER BY j.seq",
-        (start,),
-    ).fetchall()
-    policy = Policy(with_epsilon(arguments, exploration))
-    for reward, learn, context, actions, excluded, chosen, prob, p_action, p_prob, mode in rows:
-        if not learn:
-            continue
-        example = learning_example(
-            learning_mode=mode,
-            actions=[Action(a["id"], a["features"]) for a in actions],
-            excluded=set(excluded),
-            reward_action=chosen,
-            probability=prob,
-            policy_action=p_action,
-            policy_probability=p_prob,
-            reward=reward,
-        )
-        if example is not None:
-            policy.learn(context, *example)
-    return policy
 
 
 def _expected_pmf(offline: Policy, context: list[dict], excluded: list[str]) -> dict[str, float]:
@@ -336,7 +307,7 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     # -- the recovered model is the uninterrupted one ------------------------------------------
     with server.admin() as admin:
         arguments = admin.get("/configurations/policy").json()["arguments"]
-    offline = _offline_model(db, policy_id, arguments, config["explorationPercentage"])
+    offline = offline_model(db, policy_id, arguments, config["explorationPercentage"])
     _assert_serves(server, offline, "after the kills")
     tops = {max(_expected_pmf(offline, c, []).items(), key=lambda kv: kv[1])[0] for c in CONTEXTS}
     assert len(tops) > 1, "the model should prefer different actions in different contexts"

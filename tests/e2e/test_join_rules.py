@@ -12,11 +12,10 @@ import uuid
 import httpx
 import pytest
 
-from policies.arguments import with_epsilon
 from policies.features import Action
-from policies.ranking import learning_example
 from policies.vw import Policy
 from tests.conftest import Server
+from tests.offline import offline_model
 
 WAIT_S = 5
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(4)]
@@ -64,34 +63,6 @@ def _settle(db) -> None:
     _wait_until(lambda: db.execute("SELECT count(*) FROM pending").fetchone()[0] == 0)
 
 
-def _offline_model(db, policy_id: int, arguments: str, exploration: float) -> Policy:
-    """The champion's model trained offline from the joined stream, in the same order."""
-    start = db.execute("SELECT start_seq FROM policies WHERE id = %s", (policy_id,)).fetchone()[0]
-    rows = db.execute(
-        "SELECT j.reward, j.learn, d.context, d.actions, d.excluded, d.reward_action,"
-        " d.probability, d.policy_action, d.policy_probability, d.learning_mode"
-        " FROM joined j JOIN decisions d USING (event_id) WHERE j.seq > %s ORDER BY j.seq",
-        (start,),
-    ).fetchall()
-    policy = Policy(with_epsilon(arguments, exploration))
-    for reward, learn, context, actions, excluded, chosen, prob, p_action, p_prob, mode in rows:
-        if not learn:
-            continue
-        example = learning_example(
-            learning_mode=mode,
-            actions=[Action(a["id"], a["features"]) for a in actions],
-            excluded=set(excluded),
-            reward_action=chosen,
-            probability=prob,
-            policy_action=p_action,
-            policy_probability=p_prob,
-            reward=reward,
-        )
-        if example is not None:
-            policy.learn(context, *example)
-    return policy
-
-
 def _assert_serves(server: Server, offline: Policy) -> None:
     actions = [Action(a["id"], a["features"]) for a in ACTIONS]
     with server.client() as client:
@@ -106,14 +77,14 @@ def _assert_serves(server: Server, offline: Policy) -> None:
             assert served == pytest.approx(expected, abs=1e-6)
 
 
-def _assert_serves_offline_model(server: Server, db) -> None:
+def _assert_servesoffline_model(server: Server, db) -> None:
     """What the policy learned: the served pmf is that of a model trained offline on the
     joined stream (rewards as joined, skipped events skipped), in the same order."""
     with server.admin() as admin:
         arguments = admin.get("/configurations/policy").json()["arguments"]
         exploration = admin.get("/configurations/service").json()["explorationPercentage"]
     policy_id, _ = _learned(server)
-    _assert_serves(server, _offline_model(db, policy_id, arguments, exploration))
+    _assert_serves(server, offline_model(db, policy_id, arguments, exploration))
 
 
 def test_earliest_and_deferred_activation(server: Server, db) -> None:
@@ -166,7 +137,7 @@ def test_earliest_and_deferred_activation(server: Server, db) -> None:
     assert late_rewards.fetchone()[0] == 1
 
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 7))
-    _assert_serves_offline_model(server, db)
+    _assert_servesoffline_model(server, db)
 
 
 @pytest.mark.parametrize(
@@ -188,7 +159,7 @@ def test_aggregations_wait_for_the_wait_time(
     _wait_until(lambda: _joined(db, event_id) is not None)
     assert _joined(db, event_id) == (pytest.approx(expected), True, "reward")
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 1))
-    _assert_serves_offline_model(server, db)
+    _assert_servesoffline_model(server, db)
 
 
 def test_learning_modes(server: Server, db) -> None:

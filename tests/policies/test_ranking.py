@@ -1,7 +1,8 @@
-"""decide() and learning_example() per learning mode, and the VW policy itself."""
+"""decide() and lesson() per learning mode, and the VW policy itself."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -9,7 +10,7 @@ import pytest
 
 from policies.arguments import DEFAULT_ARGUMENTS
 from policies.features import Action
-from policies.ranking import LEARNING_MODES, Decision, decide, learning_example
+from policies.ranking import LEARNING_MODES, Decision, decide, lesson
 from policies.vw import Policy
 
 CONTEXT = [{"user": {"tier": "gold", "age": 31}}]
@@ -132,90 +133,70 @@ def test_learning_modes():
     assert set(LEARNING_MODES) == {"Online", "Apprentice", "LoggingOnly"}
 
 
-# ---------------------------------------------------------------- learning_example()
+# ---------------------------------------------------------------- positions and lesson()
 
 
-def example(mode: str, **overrides):
+@pytest.mark.parametrize("mode", LEARNING_MODES)
+@pytest.mark.parametrize("excluded", [set(), {"a1"}, {"a0", "a1"}, {"a3"}, {"a0", "a2"}])
+def test_decision_positions_and_example_refer_to_the_eligible_actions(mode, excluded):
+    for n in range(20):
+        d = decide(Policy(SOFTMAX), CONTEXT, ACTIONS, excluded, f"pos-{n}", mode)
+        eligible = [i for i, a in enumerate(ACTIONS) if a.id not in excluded]
+        tags = [a["_tag"] for a in json.loads(d.example)["_multi"]]
+        assert tags == [ACTIONS[i].id for i in eligible]
+        assert json.loads(d.example)["FromUrl"] == CONTEXT
+        assert eligible[d.reward_position] == d.reward_action
+        assert eligible[d.policy_position] == d.policy_action
+
+
+def teach(mode: str, **overrides):
     arguments = {
         "learning_mode": mode,
-        "actions": ACTIONS,
-        "excluded": set(),
-        "reward_action": 0,
+        "reward_position": 0,
         "probability": 0.5,
-        "policy_action": 0,
+        "policy_position": 0,
         "policy_probability": 0.5,
         "reward": 0.0,
     }
     arguments.update(overrides)
-    return learning_example(**arguments)
+    return lesson(**arguments)
 
 
-@pytest.mark.parametrize(
-    ("excluded", "reward_action", "position"),
-    [(set(), 2, 2), ({"a1"}, 2, 1), ({"a0", "a1"}, 3, 1), ({"a3"}, 0, 0), ({"a0", "a2"}, 1, 0)],
-)
-def test_online_example_learns_the_answered_action(excluded, reward_action, position):
-    result = example(
+@pytest.mark.parametrize("position", [0, 1, 3])
+def test_online_lesson_is_the_answered_action(position):
+    taught = teach(
         "Online",
-        excluded=excluded,
-        reward_action=reward_action,
+        reward_position=position,
         probability=0.7,
-        policy_action=reward_action,
-        policy_probability=0.7,
+        policy_position=(position + 1) % 4,
+        policy_probability=0.2,
         reward=0.4,
     )
-    assert result is not None
-    actions, chosen, cost, probability = result
-    assert [a.id for a in actions] == [a.id for a in ACTIONS if a.id not in excluded]
-    assert chosen == position
-    assert actions[chosen] == ACTIONS[reward_action]
-    assert cost == pytest.approx(-0.4)
-    assert probability == 0.7
+    assert taught == (position, pytest.approx(-0.4), 0.7)
 
 
 @pytest.mark.parametrize("reward", [1.0, -1.0, 0.0, 3.5])
 def test_online_cost_is_minus_the_reward(reward):
-    _, _, cost, _ = example("Online", reward=reward)
-    assert cost == -reward
+    assert teach("Online", reward=reward)[1] == -reward
 
 
-@pytest.mark.parametrize(
-    ("excluded", "policy_action", "position", "imitated"),
-    [
-        (set(), 0, 0, 1.0),  # matched the baseline a0
-        (set(), 2, 2, 0.0),
-        ({"a0"}, 1, 0, 1.0),  # baseline is a1 once a0 is excluded
-        ({"a0"}, 3, 2, 0.0),
-        ({"a0", "a1"}, 2, 0, 1.0),
-        ({"a1"}, 0, 0, 1.0),
-        ({"a1"}, 3, 2, 0.0),
-    ],
-)
-def test_apprentice_example_rewards_imitation(excluded, policy_action, position, imitated):
-    baseline = next(i for i, a in enumerate(ACTIONS) if a.id not in excluded)
+@pytest.mark.parametrize(("position", "imitated"), [(0, 1.0), (1, 0.0), (2, 0.0)])
+def test_apprentice_lesson_rewards_imitation_of_the_baseline(position, imitated):
     for reward in (0.0, 1.0, -1.0):  # the observed reward does not matter in Apprentice mode
-        result = example(
+        taught = teach(
             "Apprentice",
-            excluded=excluded,
-            reward_action=baseline,
+            reward_position=0,
             probability=1.0,
-            policy_action=policy_action,
+            policy_position=position,
             policy_probability=0.35,
             reward=reward,
         )
-        assert result is not None
-        actions, chosen, cost, probability = result
-        assert [a.id for a in actions] == [a.id for a in ACTIONS if a.id not in excluded]
-        assert chosen == position
-        assert actions[chosen] == ACTIONS[policy_action]
-        assert -cost == imitated
-        assert probability == 0.35
+        assert taught == (position, -imitated, 0.35)
 
 
 @pytest.mark.parametrize("reward", [0.0, 1.0])
 def test_logging_only_teaches_nothing(reward):
-    assert example("LoggingOnly", reward=reward, policy_action=2, reward_action=0) is None
-    assert example("LoggingOnly", excluded={"a0"}, reward_action=1, policy_action=1) is None
+    assert teach("LoggingOnly", reward=reward, policy_position=2) is None
 
 
 # ---------------------------------------------------------------- Policy

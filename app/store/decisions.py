@@ -18,4 +18,3 @@ async def get(engine: AsyncEngine, event_id: str) -> dict[str, Any] | None:
             .first()
         )
     return dict(row) if row else None
-

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import cProfile
 import gc
 import hashlib
@@ -26,12 +25,8 @@ import pstats
 import random
 import shlex
 import statistics
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -42,14 +37,14 @@ from app.api.configuration import DEFAULT_POLICY_NAME
 from app.loop.learner import LEARN_BATCH, Learner
 from app.service_config import Rules, defaults
 from app.store import configuration
-from app.store.db import async_engine, migrate, start_embedded
+from app.store.db import async_engine, migrate
+from bench.database import DEFAULT_URL, fresh_database, postgres_server
 from policies.arguments import DEFAULT_ARGUMENTS, with_epsilon
 from policies.features import Action
 from policies.ranking import lesson
 from policies.vw import Policy, example_text
 
 DESCRIPTION = "Learner throughput: Learner.load(catch_up=True) against raw vowpal-wabbit-next."
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TARGET_RATE = 10_000.0
 TARGET_RATIO = 0.5
 RUNS = 3
@@ -60,48 +55,6 @@ DEVICES = ("mobile", "desktop", "tablet")
 TOPICS = ("politics", "sports", "science", "fun", "travel", "food", "music")
 
 Stream = list[tuple[str, int, float, float]]  # (VW JSON, chosen position, cost, probability)
-
-
-# -- database ---------------------------------------------------------------------------------
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _with_database(url: str, name: str) -> str:
-    base, _, query = url.partition("?")
-    return f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-
-
-@contextlib.contextmanager
-def postgres_server(url: str) -> Iterator[str]:
-    """`url` if it answers, else an embedded PostgreSQL in a temporary directory."""
-    try:
-        with psycopg.connect(_libpq(url), connect_timeout=3):
-            pass
-    except psycopg.Error:
-        print(f"{url.split('@')[-1]} unreachable: starting an embedded PostgreSQL")
-        with tempfile.TemporaryDirectory(prefix="ds-bench-pg-") as tmp:
-            embedded, handle = start_embedded(Path(tmp))
-            try:
-                yield embedded
-            finally:
-                handle.cleanup()
-        return
-    yield _libpq(url)
-
-
-@contextlib.contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    name = f"ds_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- synthetic events -------------------------------------------------------------------------

@@ -43,5 +43,6 @@ def test_policy_learns_each_types_best_action(server: Server) -> None:
             assert reward.status_code == 204
             picks.append(best)
     share = sum(picks[-500:]) / 500
+    print(f"best action in {share:.1%} of the last 500 decisions")
     # Random choice would pick the best action 20% of the time; a converged ε=0.2 policy ~84%.
     assert share >= 0.65, f"best action in {share:.0%} of the last 500 decisions"

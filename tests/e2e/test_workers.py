@@ -63,6 +63,7 @@ def test_one_learner_and_fail_over(workers: Server) -> None:
             break
         time.sleep(0.05)
     assert new_learner is not None, "no new learner within 5 s"
+    print(f"new learner {new_learner} after {time.monotonic() - killed_at:.2f} s")
     time.sleep(1)  # let the supervisor replace the killed worker
     assert len(_learners(workers)) == 1
 
@@ -91,6 +92,7 @@ def test_rewards_reach_every_worker(workers: Server) -> None:
             updated[health["pid"]] = time.monotonic() - rewarded_at
     assert len(updated) == WORKERS, f"workers with the new model: {updated}"
     assert max(updated.values()) <= 2 * EXPORT_S, updated
+    print(f"seconds until each worker served the new model: {sorted(updated.values())}")
     # and the decisions changed: every worker now favours the rewarded action
     headers = {"Ocp-Apim-Subscription-Key": API_KEY}
     for _ in range(12):  # a new connection each time: several workers answer

@@ -15,6 +15,13 @@ _SPAN = re.compile(r"^(?:(?P<d>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,
 
 def parse(text: object) -> timedelta:
     """Parse a duration; raises ValueError with a message for anything else."""
+    try:
+        return _parse(text)
+    except OverflowError:
+        raise ValueError(f"'{text}' is too long a duration") from None
+
+
+def _parse(text: object) -> timedelta:
     if not isinstance(text, str):
         raise ValueError("a duration must be a string such as 'PT10M' or '00:10:00'")
     value = text.strip()

@@ -11,6 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from app.store.db import is_disconnect
+
 log = logging.getLogger(__name__)
 
 
@@ -65,20 +67,10 @@ async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def handle_database_error(request: Request, exc: Exception) -> JSONResponse:
     """A database that cannot be reached is a 503 the client may retry, never a 500."""
-    if _is_unavailable(exc):
+    if is_disconnect(exc):
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
         return error_response(unavailable())
     return await handle_unexpected(request, exc)
-
-
-def _is_unavailable(exc: Exception) -> bool:
-    if isinstance(exc, sa_exc.TimeoutError | sa_exc.InterfaceError | ConnectionError | OSError):
-        return True
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc.orig, psycopg.OperationalError | psycopg.InterfaceError
-        )
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 
 from app import service_config
-from app.api.configuration import DEFAULT_POLICY_NAME
 from app.api.routes import routes
 from app.errors import HANDLERS
 from app.keys import Keys
@@ -17,7 +16,7 @@ from app.service import Service
 from app.settings import Settings
 from app.store import configuration
 from app.store.db import async_engine
-from policies.arguments import DEFAULT_ARGUMENTS
+from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME
 
 log = logging.getLogger(__name__)
 

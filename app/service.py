@@ -13,7 +13,7 @@ from app.loop.learner import Learner, ServingModel
 from app.service_config import Rules
 from app.settings import Settings
 from app.store import configuration
-from app.store.election import Election
+from app.store.election import CONNECTED, Election
 from app.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Service:
             self.settings.snapshots_kept,
             self.settings.join_interval,
         )
-        self.writer = GroupCommitWriter(self.engine, self._committed)
+        self.writer = GroupCommitWriter(self.engine, self._committed, self.settings.db_timeout)
         self.election = Election(self.database_url, self._lead, self._step_down, self._notified)
 
     def _committed(self, kinds: set[str]) -> None:
@@ -55,10 +55,11 @@ class Service:
         return "learner" if self.election.leading else "worker"
 
     async def start(self) -> None:
-        await self.learner.load(catch_up=False)
-        self.writer.start()
-        # a single process becomes the learner before it serves
+        # a single process becomes the learner (and catches up) before it serves
         await self.election.start(wait=5.0 if self.settings.workers <= 1 else 0.0)
+        if self.learner.serving is None:  # not the learner: serve the newest snapshot
+            await self.learner.load(catch_up=False)
+        self.writer.start()
 
     async def stop(self) -> None:
         await self.writer.stop()
@@ -75,9 +76,12 @@ class Service:
         await self.learner.stop()
 
     async def _notified(self, payload: str) -> None:
-        if payload == "config":
+        if self.learner.serving is None:  # still starting: start() loads what is current
+            return
+        if payload in ("config", CONNECTED):
             await self.reload()
-        elif payload.startswith("model:") and not self.election.leading:
+        model_changed = payload.startswith("model:") or payload == CONNECTED
+        if model_changed and not self.election.leading:
             await self.learner.refresh()
 
     async def _reload_document(self) -> None:

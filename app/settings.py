@@ -70,6 +70,14 @@ class Settings:
         default=256 * 1024 * 1024,
         metadata=_doc("DS_MAX_MODEL_BYTES", None, "Largest model accepted by PUT model (bytes)."),
     )
+    db_timeout: float = field(
+        default=10.0,
+        metadata=_doc(
+            "DS_DB_TIMEOUT",
+            None,
+            "Seconds a call waits for its commit before it is answered 503.",
+        ),
+    )
     join_interval: float = field(
         default=0.5,
         metadata=_doc(

@@ -33,13 +33,12 @@ import psycopg
 import vowpal_wabbit_next as vw
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.api.configuration import DEFAULT_POLICY_NAME
 from app.loop.learner import LEARN_BATCH, Learner
 from app.service_config import Rules, defaults
 from app.store import configuration
 from app.store.db import async_engine, migrate
 from bench.database import DEFAULT_URL, fresh_database, postgres_server
-from policies.arguments import DEFAULT_ARGUMENTS, with_epsilon
+from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME, with_epsilon
 from policies.features import Action
 from policies.ranking import lesson
 from policies.vw import Policy, example_text

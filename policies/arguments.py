@@ -7,6 +7,7 @@ import shlex
 
 from policies.vw import Policy
 
+DEFAULT_POLICY_NAME = "default"
 DEFAULT_ARGUMENTS = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
 MAX_ARGUMENTS_LENGTH = 1024
 

@@ -12,11 +12,10 @@ from app.errors import bad_request
 from app.service import Service
 from app.service_config import ConfigError, validate
 from app.store import apprentice, configuration
-from policies.arguments import DEFAULT_ARGUMENTS, ArgumentsError
+from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME, ArgumentsError
 from policies.arguments import validate as validate_arguments
 from policies.features import is_plain_text
 
-DEFAULT_POLICY_NAME = "default"
 MAX_NAME_LENGTH = 256
 
 

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import os
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.api.common import service
+from app.store.db import ping
 
 
 async def healthz(request: Request) -> JSONResponse:
     svc = service(request)
-    try:
-        async with svc.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
-        database = "reachable"
-    except Exception:
-        database = "unreachable"
+    database = "reachable" if await ping(svc.engine) else "unreachable"
     model = svc.serving
     body = {
         "status": "ok" if database == "reachable" else "degraded",

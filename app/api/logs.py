@@ -18,11 +18,13 @@ async def delete_logs(request: Request) -> Response:
 async def log_properties(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
     first, last = await logs.date_range(svc.engine)
+    late = await logs.late_rewards(svc.engine, svc.rules.wait)
     return JSONResponse(
         {
             "dateRange": {
                 "from": first.isoformat() if first else None,
                 "to": last.isoformat() if last else None,
-            }
+            },
+            "lateRewards": late,  # ours: rewards stored after their wait time, not learned
         }
     )

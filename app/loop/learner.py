@@ -61,7 +61,8 @@ class Learner:
         self._lock = asyncio.Lock()  # one step, load or snapshot at a time
         self._task: asyncio.Task[None] | None = None
         self._last_snapshot = time.monotonic()
-        self._last_purge = 0.0
+        self._last_purge = time.monotonic() - PURGE_EVERY_S + 60  # first purge after a minute
+        self._purge_task: asyncio.Task[None] | None = None
         self.serving: ServingModel | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -110,6 +111,8 @@ class Learner:
             return
         assert self._task is not None
         self._task.cancel()
+        if self._purge_task is not None:
+            self._purge_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
@@ -137,30 +140,42 @@ class Learner:
     async def step(self) -> None:
         rules = self._rules()
         async with self._lock:
-            await joins.finalize(
-                self._engine,
-                rules.wait,
-                rules.aggregation == "earliest",
-                lambda c: join.outcome(
-                    rewards=c.rewards,
-                    deferred=c.deferred,
-                    activated=c.activated,
-                    expired=c.expired,
-                    aggregation=rules.aggregation,
-                    default_reward=rules.default_reward,
-                ),
-            )
+            while (
+                await joins.finalize(
+                    self._engine,
+                    rules.wait,
+                    rules.aggregation == "earliest",
+                    lambda c: join.outcome(
+                        rewards=c.rewards,
+                        deferred=c.deferred,
+                        activated=c.activated,
+                        expired=c.expired,
+                        aggregation=rules.aggregation,
+                        default_reward=rules.default_reward,
+                    ),
+                )
+                == joins.FINALIZE_BATCH
+            ):
+                pass  # a backlog (e.g. events that expired while no learner ran)
             if self.serving is not None:
                 await self._learn_available(self.serving)
         if time.monotonic() - self._last_snapshot >= rules.export_every.total_seconds():
             await self.snapshot()
-        if rules.retention_days >= 0 and time.monotonic() - self._last_purge >= PURGE_EVERY_S:
+        purging = self._purge_task is not None and not self._purge_task.done()
+        due = time.monotonic() - self._last_purge >= PURGE_EVERY_S
+        if rules.retention_days >= 0 and due and not purging:
             self._last_purge = time.monotonic()
-            purged = await logs.purge_older_than(self._engine, rules.retention_days)
-            if purged:
-                log.info(
-                    "retention: deleted %d events older than %d days", purged, rules.retention_days
-                )
+            self._purge_task = asyncio.create_task(self._purge(rules.retention_days))
+
+    async def _purge(self, days: int) -> None:
+        """logRetentionDays, beside the learning loop (its batches are short transactions)."""
+        try:
+            purged = await logs.purge_older_than(self._engine, days)
+        except Exception:
+            log.exception("retention purge failed; it runs again later")
+            return
+        if purged:
+            log.info("retention: deleted %d events older than %d days", purged, days)
 
     async def _learn_available(self, model: ServingModel) -> None:
         while True:

@@ -6,6 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -19,6 +22,16 @@ def sync_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url.split('://')[0]}://…")
 
 
+# libpq keepalives (ignored on unix sockets): a silent peer is noticed in ~15 s, not hours.
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+
+
 def async_engine(url: str, pool_size: int = 8) -> AsyncEngine:
     return create_async_engine(
         sync_url(url),
@@ -26,8 +39,29 @@ def async_engine(url: str, pool_size: int = 8) -> AsyncEngine:
         max_overflow=4,
         pool_pre_ping=True,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": 5, **KEEPALIVES},
     )
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    """True when the database answers."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True for errors that mean the database cannot be reached (retry later), not bad SQL."""
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.InterfaceError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc.orig, psycopg.OperationalError | psycopg.InterfaceError
+        )
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def migrate(url: str) -> None:

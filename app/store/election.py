@@ -19,11 +19,21 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.store.db import KEEPALIVES
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "decision_service"
 LEARNER_LOCK = 720_101  # pg advisory lock key of the learner
 RETRY_S = 1.0
+APPLICATION_NAME = "decision-service-election"  # how its session shows in pg_stat_activity
+CONNECTED = "connected"  # passed to on_notify after every (re)connection
+SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": 5,
+    "tcp_keepalives_interval": 2,
+    "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
 
 
 def conninfo(url: str) -> str:
@@ -73,9 +83,19 @@ class Election:
     async def _connect(self) -> psycopg.AsyncConnection:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, connect_timeout=5
+                self._url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=APPLICATION_NAME,
+                **KEEPALIVES,
             )
+            # The server side drops this session (and the learner lock) within ~15 s of
+            # losing the peer, not after the OS default of two hours.
+            for setting, value in SERVER_KEEPALIVES.items():
+                await self._conn.execute(f"SET {setting} = {int(value)}")
             await self._conn.execute(f"LISTEN {CHANNEL}")
+            # Notifications sent while no connection listened are lost: catch up.
+            await self._on_notify(CONNECTED)
         return self._conn
 
     async def _close(self) -> None:

@@ -16,6 +16,7 @@ from policies.join import Outcome
 
 FINALIZE_BATCH = 5000
 FINALIZE_LOCK = 720_102
+GRACE = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,11 @@ async def finalize(
     Each joined event gets the next position of `joined_seq`, in decision order, and leaves
     `pending` in the same transaction, so an event is joined exactly once.
     """
+    now = sa.func.now()
     window_end = pending.c.created_at + wait
+    # A reward whose transaction began inside the window may commit a moment after its end:
+    # an event counts as expired only GRACE after its window closed.
+    expired = pending.c.created_at <= now - (wait + GRACE)
     reward_values = (
         sa.select(
             sa.func.array_agg(
@@ -51,15 +56,20 @@ async def finalize(
     activated = sa.exists().where(
         activations.c.event_id == pending.c.event_id, activations.c.received_at <= window_end
     )
-    expired = window_end <= sa.func.now()
-    ready = expired
+    # Candidates come from two index ranges: events past their wait time, and (earliest) events
+    # with a reward received within their window and not waiting for an activation.
+    candidates: Any = sa.select(pending.c.event_id).where(expired)
     if earliest:
-        ready = sa.or_(
-            expired,
-            sa.exists().where(
-                rewards.c.event_id == pending.c.event_id, rewards.c.received_at <= window_end
-            ),
+        rewarded = (
+            sa.select(pending.c.event_id)
+            .join(rewards, rewards.c.event_id == pending.c.event_id)
+            .where(
+                rewards.c.received_at >= now - (wait + GRACE),
+                rewards.c.received_at <= window_end,
+                sa.or_(sa.not_(pending.c.deferred), activated),
+            )
         )
+        candidates = sa.union(candidates, rewarded)
     query = (
         sa.select(
             pending.c.event_id,
@@ -68,7 +78,7 @@ async def finalize(
             activated.label("activated"),
             reward_values.label("rewards"),
         )
-        .where(ready)
+        .where(pending.c.event_id.in_(candidates))
         .order_by(pending.c.created_at, pending.c.event_id)
         .limit(FINALIZE_BATCH)
         .with_for_update(of=pending, skip_locked=True)

@@ -7,15 +7,17 @@ so recovery can still replay it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.joins import FINALIZE_LOCK
 from app.store.tables import activations, decisions, joined, pending, policies, rewards, snapshots
 
 PURGE_BATCH = 10_000
+MAX_DAYS = 365_000  # longer retention keeps everything (and stays a valid interval)
 
 
 async def date_range(engine: AsyncEngine) -> tuple[datetime | None, datetime | None]:
@@ -26,6 +28,27 @@ async def date_range(engine: AsyncEngine) -> tuple[datetime | None, datetime | N
             )
         ).one()
     return row[0], row[1]
+
+
+async def _hold_finalization(conn: AsyncConnection) -> None:
+    """No event becomes final (and learned) while this transaction picks what to delete."""
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK)))
+
+
+async def late_rewards(engine: AsyncEngine, wait: timedelta) -> int:
+    """Rewards received after their event's wait time: stored, never learned."""
+    async with engine.connect() as conn:
+        return int(
+            (
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(
+                        rewards.join(decisions, decisions.c.event_id == rewards.c.event_id)
+                    )
+                    .where(rewards.c.received_at > decisions.c.created_at + wait)
+                )
+            ).scalar_one()
+        )
 
 
 async def _safe_position(conn: AsyncConnection) -> int:
@@ -56,6 +79,7 @@ async def delete_all(engine: AsyncEngine) -> int:
     (and every event not final yet). Returns how many decisions were deleted."""
     deleted = 0
     async with engine.begin() as conn:
+        await _hold_finalization(conn)
         safe = await _safe_position(conn)
         needed = sa.select(joined.c.event_id).where(joined.c.seq > safe)
         while True:
@@ -80,6 +104,7 @@ async def purge_older_than(engine: AsyncEngine, days: int) -> int:
     deleted = 0
     while True:
         async with engine.begin() as conn:
+            await _hold_finalization(conn)
             safe = await _safe_position(conn)
             batch = await _delete_events(
                 conn,

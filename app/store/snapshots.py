@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store.election import notify
-from app.store.tables import snapshots
+from app.store.tables import policies, snapshots
 
 
 @dataclass(frozen=True)
@@ -56,4 +56,6 @@ async def save(engine: AsyncEngine, snapshot: Snapshot, keep: int) -> None:
                 snapshots.c.policy_id == snapshot.policy_id, snapshots.c.id.not_in(newest)
             )
         )
+        retired = sa.select(policies.c.id).where(policies.c.role == "retired")
+        await conn.execute(sa.delete(snapshots).where(snapshots.c.policy_id.in_(retired)))
         await notify(conn, f"model:{snapshot.policy_id}")

@@ -48,7 +48,7 @@ rewards = sa.Table(
     sa.Column("event_id", sa.Text, nullable=False, index=True),
     sa.Column("slot_id", sa.Text),  # multi-slot rewards; NULL for single-slot
     sa.Column("value", sa.Float, nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )
 
 activations = sa.Table(

@@ -20,11 +20,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.db import is_disconnect
 from app.store.tables import activations, decisions, pending, rewards
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+
+
+class WriteTimeout(ConnectionError):
+    """The commit did not happen in time (the database is slow or silent): answer 503."""
 
 
 @dataclass
@@ -37,12 +42,14 @@ class _Op:
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: AsyncEngine, on_commit: Callable[[set[str]], None]) -> None:
+    def __init__(
+        self, engine: AsyncEngine, on_commit: Callable[[set[str]], None], timeout: float
+    ) -> None:
         self._engine = engine
+        self._timeout = timeout
         self._on_commit = on_commit
         self._queue: asyncio.Queue[_Op] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0  # transactions committed (for metrics and tests)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
@@ -71,8 +78,14 @@ class GroupCommitWriter:
     async def _submit(self, op: _Op) -> bool:
         if self._task is None or self._task.done():
             raise RuntimeError("the writer is not running")
+        # the caller may give up (timeout): the outcome is then retrieved here, not lost
+        op.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         await self._queue.put(op)
-        return await op.future
+        try:
+            # shield: the op stays queued and is written even when its caller gives up
+            return await asyncio.wait_for(asyncio.shield(op.future), self._timeout)
+        except TimeoutError:
+            raise WriteTimeout(f"the database did not commit within {self._timeout:g} s") from None
 
     async def _run(self) -> None:
         while True:
@@ -89,7 +102,7 @@ class GroupCommitWriter:
         try:
             results = await self._write(batch)
         except DBAPIError as exc:
-            if exc.connection_invalidated or len(batch) == 1 or _is_connection_error(exc):
+            if len(batch) == 1 or is_disconnect(exc):
                 for op in batch:
                     _resolve(op, exc)
                 return
@@ -101,11 +114,13 @@ class GroupCommitWriter:
                     _resolve(op, single)
             return
         except Exception as exc:
-            log.exception("group commit failed")
+            if is_disconnect(exc):
+                log.warning("group commit failed, database unavailable: %s", exc)
+            else:
+                log.exception("group commit failed")
             for op in batch:
                 _resolve(op, exc)
             return
-        self.batches += 1
         for op, result in zip(batch, results, strict=True):
             _resolve(op, result)
         kinds = {op.kind for op, ok in zip(batch, results, strict=True) if ok}
@@ -175,9 +190,3 @@ def _resolve(op: _Op, result: bool | BaseException) -> None:
         op.future.set_exception(result)
     else:
         op.future.set_result(result)
-
-
-def _is_connection_error(exc: DBAPIError) -> bool:
-    import psycopg
-
-    return isinstance(exc.orig, psycopg.OperationalError | psycopg.InterfaceError)

@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("received_at", TS, nullable=False),
     )
     op.create_index("ix_rewards_event_id", "rewards", ["event_id"])
+    op.create_index("ix_rewards_received_at", "rewards", ["received_at"])
     op.create_table(
         "activations",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),

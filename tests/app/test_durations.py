@@ -179,3 +179,9 @@ def test_canonical_form_of_both_spellings():
     assert durations.format_iso(durations.parse("1.02:00:00")) == "P1DT2H"
     assert durations.format_iso(durations.parse("PT90M")) == "PT1H30M"
     assert durations.format_iso(durations.parse("P1W")) == "P7D"
+
+
+@pytest.mark.parametrize("text", ["P9999999999D", "99999999999.00:00:00", "P99999999999W"])
+def test_durations_too_long_for_a_timedelta_are_refused(text):
+    with pytest.raises(ValueError):
+        durations.parse(text)

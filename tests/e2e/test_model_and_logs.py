@@ -105,13 +105,13 @@ def test_log_properties_and_delete(server: Server, db) -> None:
     assert _health(server)["eventsLearned"] == learned  # the model is untouched
 
 
-def test_apprentice_metrics(server: Server) -> None:
+def test_apprentice_metrics(server: Server, db) -> None:
     with server.admin() as admin:
         document = admin.get("/configurations/service").json()
         assert "latestApprenticeModeMetrics" not in document
         document["learningMode"] = "Apprentice"
         assert admin.put("/configurations/service", json=document).status_code == 200
-    rewards = []
+    rewards: dict[str, float] = {}
     with server.client() as client:
         for i in range(30):
             event_id = f"ap-{uuid.uuid4()}"
@@ -120,7 +120,7 @@ def test_apprentice_metrics(server: Server) -> None:
             )
             value = 1.0 if i % 3 == 0 else 0.0
             client.post(f"/events/{event_id}/reward", json={"value": value})
-            rewards.append(value)
+            rewards[event_id] = value
     deadline = time.monotonic() + 20
     while True:
         with server.admin() as admin:
@@ -129,10 +129,26 @@ def test_apprentice_metrics(server: Server) -> None:
             break
         assert time.monotonic() < deadline, metrics
         time.sleep(0.1)
-    assert metrics["sumOfRewards"] == sum(rewards)
-    assert 0 <= metrics["numberOfImitatedEvents"] <= 30
-    assert 0 <= metrics["sumOfImitatedRewards"] <= metrics["sumOfRewards"]
-    assert metrics["lastBatchMetrics"]["numberOfEvents"] == 30
+    assert metrics["sumOfRewards"] == sum(rewards.values())
+    imitated = [
+        event_id
+        for event_id, policy_action, reward_action in db.execute(
+            "SELECT event_id, policy_action, reward_action FROM decisions WHERE event_id = ANY(%s)",
+            (list(rewards),),
+        ).fetchall()
+        if policy_action == reward_action
+    ]
+    assert metrics["numberOfImitatedEvents"] == len(imitated)
+    assert metrics["sumOfImitatedRewards"] == sum(rewards[e] for e in imitated)
+    assert metrics["lastBatchMetrics"] == {
+        k: metrics[k]
+        for k in (
+            "numberOfEvents",
+            "sumOfRewards",
+            "sumOfImitatedRewards",
+            "numberOfImitatedEvents",
+        )
+    }
     with server.admin() as admin:
         document = admin.get("/configurations/service").json()
         document["learningMode"] = "Online"

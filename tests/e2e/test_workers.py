@@ -101,3 +101,36 @@ def test_rewards_reach_every_worker(workers: Server) -> None:
         ).json()
         probabilities = {r["id"]: r["probability"] for r in answer["ranking"]}
         assert probabilities["a3"] == max(probabilities.values()) > 0.2
+
+
+def test_configuration_reaches_every_worker_even_after_a_lost_connection(
+    workers: Server, db
+) -> None:
+    """A change made through one worker reaches all of them; a worker whose LISTEN connection
+    dropped re-reads the configuration when it reconnects (NOTIFYs in the gap are lost)."""
+
+    def modes() -> set[str]:
+        return {h["learningMode"] for h in _survey(workers).values()}
+
+    def change(mode: str) -> None:
+        with workers.admin() as admin:
+            document = admin.get("/configurations/service").json()
+            document.pop("latestApprenticeModeMetrics", None)
+            document["learningMode"] = mode
+            assert admin.put("/configurations/service", json=document).status_code == 200
+
+    change("LoggingOnly")
+    deadline = time.monotonic() + 5
+    while modes() != {"LoggingOnly"}:
+        assert time.monotonic() < deadline, "a worker kept the old learning mode"
+    # cut every worker's LISTEN connection, and change the configuration in the gap
+    terminated = db.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = 'decision-service-election' AND datname = current_database()"
+    ).fetchone()[0]
+    assert terminated == WORKERS
+    change("Online")
+    deadline = time.monotonic() + 10
+    while modes() != {"Online"}:
+        assert time.monotonic() < deadline, "a worker missed the change made while it reconnected"
+    assert len(_learners(workers)) == 1

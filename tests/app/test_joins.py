@@ -1,0 +1,84 @@
+"""The joiner's candidate query: events that cannot be final yet never crowd out those that can."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from app.store import joins
+from app.store.db import async_engine, migrate
+from policies.join import outcome
+
+
+def _pending(conn: psycopg.Connection, event_id: str, age_s: float, deferred: bool) -> None:
+    conn.execute(
+        "INSERT INTO pending (event_id, created_at, deferred)"
+        " VALUES (%s, now() - make_interval(secs => %s), %s)",
+        (event_id, age_s, deferred),
+    )
+
+
+def _reward(conn: psycopg.Connection, event_id: str, value: float) -> None:
+    conn.execute(
+        "INSERT INTO rewards (event_id, value, received_at) VALUES (%s, %s, now())",
+        (event_id, value),
+    )
+
+
+def _finalize(url: str, wait: timedelta, earliest: bool = True) -> int:
+    async def run() -> int:
+        engine = async_engine(url)
+        try:
+            return await joins.finalize(
+                engine,
+                wait,
+                earliest,
+                lambda c: outcome(
+                    rewards=c.rewards, deferred=c.deferred, activated=c.activated,
+                    expired=c.expired, aggregation="earliest" if earliest else "sum",
+                    default_reward=0.0,
+                ),
+            )  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_deferred_rewarded_unactivated_events_do_not_block_the_queue(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migrate(database_url)
+    monkeypatch.setattr(joins, "FINALIZE_BATCH", 2)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for i in range(5):  # older, rewarded, waiting for an activation that may never come
+            _pending(conn, f"deferred-{i}", age_s=60, deferred=True)
+            _reward(conn, f"deferred-{i}", 1.0)
+        _pending(conn, "plain", age_s=1, deferred=False)
+        _reward(conn, "plain", 0.5)
+        _pending(conn, "activated", age_s=1, deferred=True)
+        _reward(conn, "activated", 0.25)
+        conn.execute("INSERT INTO activations (event_id, received_at) VALUES ('activated', now())")
+        _pending(conn, "silent", age_s=1, deferred=False)
+
+    assert _finalize(database_url, timedelta(minutes=10)) == 2
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        joined = dict(conn.execute("SELECT event_id, reward FROM joined").fetchall())
+        assert joined == {"plain": 0.5, "activated": 0.25}
+        still = {r[0] for r in conn.execute("SELECT event_id FROM pending").fetchall()}
+        assert still == {f"deferred-{i}" for i in range(5)} | {"silent"}
+    # once their wait time has closed (plus the grace), they are final, and not learned
+    assert _finalize(database_url, timedelta(seconds=30)) == 2
+    assert _finalize(database_url, timedelta(seconds=30)) == 2
+    assert _finalize(database_url, timedelta(seconds=30)) == 1
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT learn, reason FROM joined WHERE event_id LIKE 'deferred-%'"
+        ).fetchall()
+        assert rows == [(False, "not-activated")] * 5
+        assert conn.execute("SELECT seq FROM joined ORDER BY seq").fetchall() == [
+            (i,) for i in range(1, 8)
+        ]

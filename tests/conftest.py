@@ -141,6 +141,16 @@ class Server:
     def admin(self) -> httpx.Client:
         return self.client(ADMIN_KEY)
 
+    def configure(self, **changes: object) -> dict[str, Any]:
+        """Change fields of the service configuration; returns the stored document."""
+        with self.admin() as admin:
+            document = admin.get("/configurations/service").json()
+            document.pop("latestApprenticeModeMetrics", None)
+            document.update(changes)
+            answer = admin.put("/configurations/service", json=document)
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+
 
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:

@@ -141,15 +141,6 @@ def _wait_until(check, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _configure(server: Server, **changes: object) -> dict:
-    with server.admin() as admin:
-        document = admin.get("/configurations/service").json()
-        document.update(changes)
-        answer = admin.put("/configurations/service", json=document)
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-
 def _expected_pmf(offline: Policy, context: list[dict], excluded: list[str]) -> dict[str, float]:
     actions = [Action(a["id"], a["features"]) for a in ACTIONS]
     eligible = eligible_indices(actions, set(excluded))
@@ -187,8 +178,7 @@ def _learnable_after_start(db, policy_id: int) -> int:
 
 @pytest.mark.slow
 def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> None:
-    config = _configure(
-        server,
+    config = server.configure(
         rewardWaitTime=f"PT{WAIT_S}S",
         rewardAggregation="earliest",
         modelExportFrequency="PT1S",

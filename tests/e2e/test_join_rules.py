@@ -22,15 +22,6 @@ ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(4)]
 PROBES = [[{"user": {"segment": s}}] for s in ("x", "y", "z")]
 
 
-def _configure(server: Server, **changes: object) -> dict:
-    with server.admin() as admin:
-        document = admin.get("/configurations/service").json()
-        document.update(changes)
-        answer = admin.put("/configurations/service", json=document)
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-
-
 def _learned(server: Server) -> tuple[int, int]:
     policy_id, learned = httpx.get(f"{server.url}/healthz").json()["modelVersion"].split(".")
     return int(policy_id), int(learned)
@@ -88,8 +79,8 @@ def _assert_servesoffline_model(server: Server, db) -> None:
 
 
 def test_earliest_and_deferred_activation(server: Server, db) -> None:
-    _configure(
-        server, rewardWaitTime=f"PT{WAIT_S}S", defaultReward=0.25, rewardAggregation="earliest"
+    server.configure(
+        rewardWaitTime=f"PT{WAIT_S}S", defaultReward=0.25, rewardAggregation="earliest"
     )
     policy_id, learned0 = _learned(server)
     with server.client() as c:
@@ -147,7 +138,7 @@ def test_earliest_and_deferred_activation(server: Server, db) -> None:
 def test_aggregations_wait_for_the_wait_time(
     server: Server, db, aggregation: str, expected: float
 ) -> None:
-    _configure(server, rewardWaitTime=f"PT{WAIT_S}S", rewardAggregation=aggregation)
+    server.configure(rewardWaitTime=f"PT{WAIT_S}S", rewardAggregation=aggregation)
     _settle(db)
     policy_id, learned0 = _learned(server)
     with server.client() as c:
@@ -163,8 +154,8 @@ def test_aggregations_wait_for_the_wait_time(
 
 
 def test_learning_modes(server: Server, db) -> None:
-    _configure(server, rewardWaitTime=f"PT{WAIT_S}S", rewardAggregation="earliest")
-    _configure(server, learningMode="Apprentice")
+    server.configure(rewardWaitTime=f"PT{WAIT_S}S", rewardAggregation="earliest")
+    server.configure(learningMode="Apprentice")
     _settle(db)
     policy_id, learned0 = _learned(server)
     with server.client() as c:
@@ -198,7 +189,7 @@ def test_learning_modes(server: Server, db) -> None:
     probabilities = {r["id"]: r["probability"] for r in answer["ranking"]}
     assert probabilities["a1"] == max(probabilities.values()) > 1 / 3
 
-    _configure(server, learningMode="LoggingOnly")
+    server.configure(learningMode="LoggingOnly")
     _settle(db)
     policy_id, learned1 = _learned(server)
     with server.client() as c:
@@ -221,4 +212,4 @@ def test_learning_modes(server: Server, db) -> None:
     )
     time.sleep(0.5)
     assert _learned(server) == (policy_id, learned1)  # logged and joined, nothing learned
-    _configure(server, learningMode="Online")
+    server.configure(learningMode="Online")

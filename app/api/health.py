@@ -13,7 +13,7 @@ from app.store.db import ping
 
 async def healthz(request: Request) -> JSONResponse:
     svc = service(request)
-    database = "reachable" if await ping(svc.engine) else "unreachable"
+    database = "reachable" if await ping(svc.engine, svc.settings.db_timeout) else "unreachable"
     model = svc.serving
     body = {
         "status": "ok" if database == "reachable" else "degraded",

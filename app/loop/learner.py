@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.service_config import Rules
 from app.store import configuration, joins, logs, snapshots
 from app.store.configuration import PolicyRow
+from app.store.db import is_disconnect
 from policies import join
 from policies.arguments import with_epsilon
 from policies.ranking import lesson
@@ -133,8 +134,11 @@ class Learner:
                 await self.step()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("learner step failed; retrying")
+            except Exception as exc:
+                if is_disconnect(exc):
+                    log.warning("learner step failed, database unavailable: %s", exc)
+                else:
+                    log.exception("learner step failed; retrying")
                 await asyncio.sleep(min(5.0, self._join_interval * 4))
 
     async def step(self) -> None:

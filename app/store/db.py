@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,19 @@ def async_engine(url: str, pool_size: int = 8) -> AsyncEngine:
     )
 
 
-async def ping(engine: AsyncEngine) -> bool:
-    """True when the database answers."""
-    try:
+async def ping(engine: AsyncEngine, timeout: float) -> bool:
+    """True when the database answers within `timeout` seconds."""
+
+    async def select_one() -> None:
         async with engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
-    except Exception:
-        return False
-    return True
+
+    # Not wait_for: cancelling a call stuck on a silent socket can itself block until the
+    # socket times out. A probe that is late is left to finish (or fail) in the background.
+    probe = asyncio.ensure_future(select_one())
+    probe.add_done_callback(lambda f: f.cancelled() or f.exception())
+    done, _ = await asyncio.wait({probe}, timeout=timeout)
+    return bool(done) and probe.exception() is None
 
 
 def is_disconnect(exc: BaseException) -> bool:

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "decision_service"
 LEARNER_LOCK = 720_101  # pg advisory lock key of the learner
 RETRY_S = 1.0
+LIVENESS_TIMEOUT_S = 5.0
 APPLICATION_NAME = "decision-service-election"  # how its session shows in pg_stat_activity
 CONNECTED = "connected"  # passed to on_notify after every (re)connection
 SERVER_KEEPALIVES = {
@@ -128,10 +129,11 @@ class Election:
                 await self._try_lead()
                 async for notify in conn.notifies(timeout=RETRY_S):
                     await self._on_notify(notify.payload)
-                await conn.execute("SELECT 1")  # notice a dead connection even when idle
+                # notice a dead (or silent) connection even when idle
+                await asyncio.wait_for(conn.execute("SELECT 1"), LIVENESS_TIMEOUT_S)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, TimeoutError) as exc:
                 await self._close()
                 if self.leading:
                     self.leading = False

@@ -83,6 +83,7 @@ policies = sa.Table(
     sa.Column("role", sa.Text, nullable=False),  # champion | challenger | retired
     sa.Column("start_seq", sa.BigInteger, nullable=False),  # learns joined events after this
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("one_champion", "role", unique=True, postgresql_where=sa.text("role = 'champion'")),
 )
 
 snapshots = sa.Table(

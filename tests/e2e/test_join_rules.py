@@ -12,6 +12,7 @@ import uuid
 import httpx
 import pytest
 
+from policies.arguments import DEFAULT_ARGUMENTS
 from policies.features import Action
 from policies.vw import Policy
 from tests.conftest import Server
@@ -157,6 +158,9 @@ def test_learning_modes(server: Server, db) -> None:
     server.configure(rewardWaitTime=f"PT{WAIT_S}S", rewardAggregation="earliest")
     server.configure(learningMode="Apprentice")
     _settle(db)
+    with server.admin() as admin:  # a fresh model that learns fast enough for 40 events
+        fast = {"name": "fast", "arguments": DEFAULT_ARGUMENTS.replace("-l 0.001", "-l 0.05")}
+        assert admin.put("/configurations/policy", json=fast).status_code == 200
     policy_id, learned0 = _learned(server)
     with server.client() as c:
         events = []

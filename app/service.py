@@ -80,8 +80,7 @@ class Service:
             return
         if payload in ("config", CONNECTED):
             await self.reload()
-        model_changed = payload.startswith("model:") or payload == CONNECTED
-        if model_changed and not self.election.leading:
+        elif payload.startswith("model:") and not self.election.leading:
             await self.learner.refresh()
 
     async def _reload_document(self) -> None:
@@ -91,12 +90,14 @@ class Service:
             self.rules = Rules.of(document)
 
     async def reload(self) -> None:
-        """Re-read the configuration and the champion (after a configuration change)."""
+        """Re-read the configuration and the champion's model (after a change, or a reconnect).
+
+        A worker swaps in the champion's newest snapshot (a new champion's included); the
+        learner starts learning a new champion from its start."""
         await self._reload_document()
-        champion = await configuration.champion(self.engine)
-        if champion.id == self.serving.row.id:
-            return
-        if self.election.leading:
-            await self.learner.load(catch_up=True)
-        else:
+        if not self.election.leading:
             await self.learner.refresh()
+            return
+        champion = await configuration.champion(self.engine)
+        if champion.id != self.serving.row.id:
+            await self.learner.load(catch_up=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.tables import activations, decisions, joined, pending, rewards
 from policies.join import Outcome
@@ -26,6 +26,13 @@ class Candidate:
     expired: bool
     activated: bool
     rewards: list[float]
+
+
+async def hold_finalization(conn: AsyncConnection) -> None:
+    """Until this transaction ends, no other one finalizes: positions commit in the order they
+    are taken (a reader of `joined` never sees a later one first), and deleting logs never
+    races an event becoming final."""
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK)))
 
 
 async def finalize(
@@ -84,9 +91,7 @@ async def finalize(
         .with_for_update(of=pending, skip_locked=True)
     )
     async with engine.begin() as conn:
-        # Finalizations run one at a time, so positions commit in the order they are taken
-        # and a reader of `joined` never sees a later position before an earlier one.
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK)))
+        await hold_finalization(conn)
         rows = (await conn.execute(query)).mappings().all()
         final: list[tuple[Candidate, Outcome]] = []
         for row in rows:

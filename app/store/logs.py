@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.joins import FINALIZE_LOCK
+from app.store.joins import hold_finalization
 from app.store.tables import activations, decisions, joined, pending, policies, rewards, snapshots
 
 PURGE_BATCH = 10_000
@@ -28,11 +28,6 @@ async def date_range(engine: AsyncEngine) -> tuple[datetime | None, datetime | N
             )
         ).one()
     return row[0], row[1]
-
-
-async def _hold_finalization(conn: AsyncConnection) -> None:
-    """No event becomes final (and learned) while this transaction picks what to delete."""
-    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK)))
 
 
 async def late_rewards(engine: AsyncEngine, wait: timedelta) -> int:
@@ -79,7 +74,7 @@ async def delete_all(engine: AsyncEngine) -> int:
     (and every event not final yet). Returns how many decisions were deleted."""
     deleted = 0
     async with engine.begin() as conn:
-        await _hold_finalization(conn)
+        await hold_finalization(conn)
         safe = await _safe_position(conn)
         needed = sa.select(joined.c.event_id).where(joined.c.seq > safe)
         while True:
@@ -104,7 +99,7 @@ async def purge_older_than(engine: AsyncEngine, days: int) -> int:
     deleted = 0
     while True:
         async with engine.begin() as conn:
-            await _hold_finalization(conn)
+            await hold_finalization(conn)
             safe = await _safe_position(conn)
             batch = await _delete_events(
                 conn,

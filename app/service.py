@@ -90,14 +90,12 @@ class Service:
             self.rules = Rules.of(document)
 
     async def reload(self) -> None:
-        """Re-read the configuration and the champion's model (after a change, or a reconnect).
+        """Re-read the configuration and the policies (after a change, or a reconnect).
 
         A worker swaps in the champion's newest snapshot (a new champion's included); the
-        learner starts learning a new champion from its start."""
+        learner loads new policies, drops retired ones and serves the champion."""
         await self._reload_document()
         if not self.election.leading:
             await self.learner.refresh()
             return
-        champion = await configuration.champion(self.engine)
-        if champion.id != self.serving.row.id:
-            await self.learner.load(catch_up=True)
+        await self.learner.sync()

@@ -49,6 +49,18 @@ class Policy:
         examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
         self._workspace.learn_one(examples)
 
+    def score_and_learn(
+        self, example: str, chosen: int, cost: float, probability: float
+    ) -> list[float]:
+        """The pmf of an `example_text` as it was before learning it (progressive validation),
+        then learn it as `learn_from` does."""
+        examples = self._parser.parse_json(example)
+        examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
+        pmf = [0.0] * (len(examples) - 1)
+        for index, value in self._workspace.predict_then_learn_one(examples):
+            pmf[index] = float(value)
+        return pmf
+
     def learn(
         self,
         context: list[dict[str, Any]],

@@ -4,6 +4,11 @@ The serving model and the learner share one VW workspace in this process, so a l
 reward shows in the next rank. Every final event has a position (`joined.seq`); the model
 remembers the last position it learned (`cursor`), and a snapshot stores the bytes and the
 cursor together, so a restart loads the newest snapshot and learns what follows it.
+
+The learner keeps every active policy: the champion, which serves, and the challengers, which
+learn the same stream in shadow. Before a policy learns an Online event it records its
+probability of the logged action (progressive validation); those scores are saved in the same
+transaction as the policy's snapshot, so they are recorded exactly once too.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 LEARN_BATCH = 500
 PURGE_EVERY_S = 600.0  # how often the learner applies logRetentionDays
 YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
+SCORES_BUFFERED = 100_000  # unsaved scores that bring the next snapshot forward
 
 
 @dataclass
@@ -40,6 +46,7 @@ class ServingModel:
     cursor: int  # last joined position learned
     events_learned: int
     saved_cursor: int  # cursor of the newest snapshot
+    scores: list[tuple[int, float]] = field(default_factory=list)  # (seq, p) not saved yet
 
     @property
     def version(self) -> str:
@@ -65,29 +72,56 @@ class Learner:
         self._last_purge = time.monotonic() - PURGE_EVERY_S + 60  # first purge after a minute
         self._purge_task: asyncio.Task[None] | None = None
         self.serving: ServingModel | None = None
+        self.models: dict[int, ServingModel] = {}  # the learner's active policies, by id
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def load(self, catch_up: bool) -> None:
-        """Serve the champion's newest snapshot; with `catch_up` (the learner), first learn
-        every joined event after its cursor."""
+        """Serve the champion's newest snapshot; with `catch_up` (the learner), load every active
+        policy and first learn every joined event after each one's cursor."""
         async with self._lock:
-            model = await self._newest_model()
-            if catch_up:
-                await self._learn_available(model)
-            self.serving = model
+            if not catch_up:
+                self.models = {}
+                self.serving = await self._newest_model(await configuration.champion(self._engine))
+            else:
+                self.models = {}
+                await self._sync_models()
+            model = self.serving
+            assert model is not None
             log.info("serving policy %s, model version %s", model.row.name, model.version)
+
+    async def sync(self) -> None:
+        """The learner, after a change of policies: load new challengers, drop retired ones,
+        serve the champion (a promoted challenger keeps its model), learn what they lack."""
+        async with self._lock:
+            before = self.serving
+            await self._sync_models()
+            champion = self.serving
+        if champion is not None and (before is None or before.row.id != champion.row.id):
+            await self.snapshot(force=True)  # workers load the new champion's model now
+
+    async def _sync_models(self) -> None:
+        rows = await configuration.active(self._engine)
+        models = {}
+        for row in rows:
+            current = self.models.get(row.id)
+            models[row.id] = current if current is not None else await self._newest_model(row)
+        self.models = models
+        await self._learn_available(list(models.values()))
+        self.serving = models[rows[0].id]
 
     async def refresh(self) -> None:
         """A worker that is not the learner: swap in the champion's newest snapshot if newer."""
         async with self._lock:
             current = self.serving
-            model = await self._newest_model(current)
+            row = await configuration.champion(self._engine)
+            model = await self._newest_model(row, current)
             if current is None or model is not current:
                 self.serving = model
 
-    async def _newest_model(self, current: ServingModel | None = None) -> ServingModel:
-        row = await configuration.champion(self._engine)
+    async def _newest_model(
+        self, row: PolicyRow, current: ServingModel | None = None
+    ) -> ServingModel:
         arguments = with_epsilon(row.arguments, self._rules().exploration)
         snap = await snapshots.latest(self._engine, row.id)
         same_policy = current is not None and current.row.id == row.id
@@ -161,9 +195,11 @@ class Learner:
                 == joins.FINALIZE_BATCH
             ):
                 pass  # a backlog (e.g. events that expired while no learner ran)
-            if self.serving is not None:
-                await self._learn_available(self.serving)
-        if time.monotonic() - self._last_snapshot >= rules.export_every.total_seconds():
+            if self.models:
+                await self._learn_available(list(self.models.values()))
+        buffered = sum(len(m.scores) for m in self.models.values())
+        due = time.monotonic() - self._last_snapshot >= rules.export_every.total_seconds()
+        if due or buffered >= SCORES_BUFFERED:
             await self.snapshot()
         purging = self._purge_task is not None and not self._purge_task.done()
         due = time.monotonic() - self._last_purge >= PURGE_EVERY_S
@@ -181,41 +217,49 @@ class Learner:
         if purged:
             log.info("retention: deleted %d events older than %d days", purged, days)
 
-    async def _learn_available(self, model: ServingModel) -> None:
-        while True:
-            events = await joins.joined_after(self._engine, model.cursor, LEARN_BATCH)
-            for n, event in enumerate(events, 1):
-                if event["learn"]:
-                    try:
-                        model.events_learned += _learn(model.policy, event)
-                    except RuntimeError:  # VW refused this event: it must not stall the stream
-                        log.exception("could not learn joined event %s; skipped", event["seq"])
-                model.cursor = event["seq"]
-                if n % YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
+    async def _learn_available(self, models: list[ServingModel]) -> None:
+        """Teach each model, in order, the joined events after its cursor."""
+        learned = 0
+        while models:
+            low = min(m.cursor for m in models)
+            events = await joins.joined_after(self._engine, low, LEARN_BATCH)
+            for event in events:
+                for model in models:
+                    if event["seq"] > model.cursor:
+                        _learn(model, event)
+                        learned += 1
+                        if learned % YIELD_EVERY == 0:
+                            await asyncio.sleep(0)
             if len(events) < LEARN_BATCH:
                 return
 
-    async def snapshot(self) -> None:
-        """Save the serving model with its cursor if its cursor moved since the last snapshot."""
+    async def snapshot(self, force: bool = False) -> None:
+        """Save each model whose cursor moved since its last snapshot (with its scores)."""
         async with self._lock:
-            model = self.serving
             self._last_snapshot = time.monotonic()
-            if model is None or model.cursor == model.saved_cursor:
+            champion = self.serving
+            models = list(self.models.values()) or ([champion] if champion else [])
+            moved = [m for m in models if m.cursor != m.saved_cursor or (force and m is champion)]
+            if not moved or champion is None:
                 return
-            cursor = model.cursor
-            await snapshots.save(
-                self._engine,
-                snapshots.Snapshot(
-                    model.row.id, cursor, model.events_learned, model.policy.to_bytes()
-                ),
-                self._snapshots_kept,
-            )
-            model.saved_cursor = cursor
+            saved = [
+                (
+                    snapshots.Snapshot(m.row.id, m.cursor, m.events_learned, m.policy.to_bytes()),
+                    m.scores,
+                )
+                for m in moved
+            ]
+            await snapshots.save(self._engine, saved, self._snapshots_kept, champion.row.id)
+            for model, (snap, scores) in zip(moved, saved, strict=True):
+                model.saved_cursor = snap.cursor
+                model.scores = model.scores[len(scores) :]
 
 
-def _learn(policy: Policy, event: dict) -> int:
-    """Teach `policy` one joined event; returns 1 if it learned, 0 if the event teaches nothing."""
+def _learn(model: ServingModel, event: dict) -> None:
+    """Teach `model` one joined event (recording its score first when the event is Online)."""
+    model.cursor = event["seq"]
+    if not event["learn"]:
+        return
     taught = lesson(
         learning_mode=event["learning_mode"],
         reward_position=event["reward_position"],
@@ -225,6 +269,14 @@ def _learn(policy: Policy, event: dict) -> int:
         reward=event["reward"],
     )
     if taught is None:
-        return 0
-    policy.learn_from(event["example"], *taught)
-    return 1
+        return
+    try:
+        if event["learning_mode"] == "Online":
+            pmf = model.policy.score_and_learn(event["example"], *taught)
+            model.scores.append((event["seq"], pmf[taught[0]]))
+        else:
+            model.policy.learn_from(event["example"], *taught)
+    except RuntimeError:  # VW refused this event: it must not stall the stream
+        log.exception("policy %s could not learn joined event %s", model.row.id, event["seq"])
+        return
+    model.events_learned += 1

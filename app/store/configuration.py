@@ -91,6 +91,19 @@ async def import_model(engine: AsyncEngine, model: bytes) -> PolicyRow:
         return row
 
 
+async def active(engine: AsyncEngine) -> list[PolicyRow]:
+    """The policies that learn: the champion first, then the challengers by age."""
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(policies)
+                .where(policies.c.role.in_(("champion", "challenger")))
+                .order_by((policies.c.role != "champion"), policies.c.id)
+            )
+        ).mappings()
+        return [_row(r) for r in rows]
+
+
 async def model_properties(engine: AsyncEngine, policy_id: int) -> tuple[Any, Any]:
     """(creation time of the champion's model, time of its newest snapshot or creation)."""
     async with engine.connect() as conn:
@@ -113,6 +126,10 @@ async def _champion(conn: AsyncConnection) -> PolicyRow:
         .mappings()
         .one()
     )
+    return _row(row)
+
+
+def _row(row: Any) -> PolicyRow:
     return PolicyRow(row["id"], row["name"], row["arguments"], row["role"], row["start_seq"])
 
 

@@ -106,3 +106,48 @@ service_config = sa.Table(
     sa.Column("document", JSONB, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Progressive validation: each active policy's probability of the logged action of a final
+# event, recorded before the policy learned it (Online events only). Evaluation and the
+# promotion gate read from it.
+policy_scores = sa.Table(
+    "policy_scores",
+    metadata,
+    sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),  # joined.seq
+    sa.Column("probability", sa.Float, nullable=False),
+)
+
+# Offline evaluations (Personalizer's evaluations API): the request and, once done, the report.
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("start_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("end_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("evaluation_type", sa.Text, nullable=False),  # Manual | Auto
+    sa.Column("status", sa.Text, nullable=False),  # Running | Succeeded | Failed
+    sa.Column("request", JSONB, nullable=False),  # {policies: [{name, arguments}], optimize}
+    sa.Column("attempts", sa.Integer, nullable=False),  # job starts (a restart re-runs it)
+    sa.Column("error", sa.Text),
+    sa.Column("report", JSONB),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+# The audit of the champion: every promotion, refusal and rollback, with its evidence.
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.Text, nullable=False),  # promote | refuse | rollback
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # admin | applyFromEvaluation | auto
+    sa.Column("key_id", sa.Text, nullable=False),  # which key asked (a digest, never the key)
+    sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("previous_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("evaluation_id", sa.Text),
+    sa.Column("evidence", JSONB, nullable=False),
+)

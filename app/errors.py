@@ -17,12 +17,20 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, inner: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        inner: str | None = None,
+        details: dict | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.inner = inner
+        self.details = details  # extra top-level fields of the body (e.g. the gate's evidence)
 
 
 def bad_request(inner: str, message: str) -> ApiError:
@@ -31,6 +39,10 @@ def bad_request(inner: str, message: str) -> ApiError:
 
 def not_found(message: str, inner: str = "ResourceNotFound") -> ApiError:
     return ApiError(404, "ResourceNotFound", message, inner)
+
+
+def conflict(inner: str, message: str, details: dict | None = None) -> ApiError:
+    return ApiError(409, "Conflict", message, inner, details)
 
 
 def unavailable(message: str = "The service cannot reach its database; try again.") -> ApiError:
@@ -42,7 +54,9 @@ def error_response(error: ApiError) -> JSONResponse:
     if error.inner:
         body["innerError"] = {"code": error.inner}
     headers = {"x-ms-error-code": error.inner or error.code}
-    return JSONResponse({"error": body}, status_code=error.status, headers=headers)
+    return JSONResponse(
+        {"error": body, **(error.details or {})}, status_code=error.status, headers=headers
+    )
 
 
 _HTTP_CODES = {

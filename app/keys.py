@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import os
@@ -44,3 +45,8 @@ def load_or_create(data_dir: Path, api: str | None, admin: str | None) -> tuple[
             json.dump(stored, f)
         created = True
     return Keys(api or stored["api"], admin or stored["admin"]), created
+
+
+def key_id(role: str, presented: str) -> str:
+    """A stable name for a key in the audit: its role and a digest prefix, never the key."""
+    return f"{role}:{hashlib.sha256(presented.encode()).hexdigest()[:12]}"

@@ -90,6 +90,30 @@ class Settings:
         default=3,
         metadata=_doc("DS_SNAPSHOTS_KEPT", None, "Model snapshots kept per policy (newest)."),
     )
+    promotion_min_events: int = field(
+        default=10_000,
+        metadata=_doc(
+            "DS_PROMOTION_MIN_EVENTS",
+            None,
+            "Final events both policies must have scored before a promotion is considered.",
+        ),
+    )
+    promotion_min_lift: float = field(
+        default=0.0,
+        metadata=_doc(
+            "DS_PROMOTION_MIN_LIFT",
+            None,
+            "Gain in expected reward the 95% lower bound of (challenger − champion) must exceed.",
+        ),
+    )
+    promotion_min_ess: float = field(
+        default=1_000.0,
+        metadata=_doc(
+            "DS_PROMOTION_MIN_ESS",
+            None,
+            "Smallest effective sample size of the challenger's importance weights.",
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_doc("DS_LOG_LEVEL", "--log-level", "Log level: debug, info, warning, error."),

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import configuration, events, health, logs, model, rank
+from app.api import challengers, configuration, events, health, logs, model, rank
 from app.errors import bad_request, error_response
 
 PATH_VERSIONS = ("v1.0", "v1.1-preview.1", "v1.1-preview.2", "v1.1-preview.3")
@@ -65,10 +65,22 @@ class Versioned:
         await self.app({**scope, "api_version": version}, receive, send)
 
 
+def admin_routes() -> list[BaseRoute]:
+    """The service's own admin API (admin key): challengers, promotion, the audit, reports."""
+    return [
+        Route("/admin/policies", challengers.list_policies, methods=["GET"]),
+        Route("/admin/policies", challengers.add_policy, methods=["POST"]),
+        Route("/admin/policies/rollback", challengers.rollback_champion, methods=["POST"]),
+        Route("/admin/policies/{name:path}/promote", challengers.promote_policy, methods=["POST"]),
+        Route("/admin/policies/{name:path}", challengers.retire_policy, methods=["DELETE"]),
+        Route("/admin/promotions", challengers.list_promotions, methods=["GET"]),
+    ]
+
+
 def routes() -> list[BaseRoute]:
     api = personalizer_routes()
     mounts: list[BaseRoute] = [
         Mount(f"/personalizer/{v}", app=Versioned(Router(api), v)) for v in PATH_VERSIONS
     ]
     mounts.append(Mount("/personalizer", app=Versioned(Router(api))))
-    return [Route("/healthz", health.healthz, methods=["GET"]), *mounts]
+    return [Route("/healthz", health.healthz, methods=["GET"]), *admin_routes(), *mounts]

@@ -1,0 +1,106 @@
+"""Promotion: one gate for every way a challenger can become the champion, and the rollback.
+
+The admin endpoint, Personalizer's `applyFromEvaluation` and the scheduled auto-optimization all
+call `promote`: the evidence is read, the gate (`policies.gate`) decides, and the swap or the
+refusal is written to the audit table with that evidence. `force` overrides the gate and is
+recorded as forced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from app.service import Service
+from app.store import roles
+from app.store.roles import Audit, RoleError
+from policies import gate
+from policies.gate import Evidence, GateRules, Verdict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    promoted: bool
+    verdict: Verdict
+    forced: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"promoted": self.promoted, "forced": self.forced, **self.verdict.to_json()}
+
+
+def rules_of(svc: Service) -> GateRules:
+    settings = svc.settings
+    return GateRules(
+        min_events=settings.promotion_min_events,
+        min_lift=settings.promotion_min_lift,
+        min_ess=settings.promotion_min_ess,
+    )
+
+
+def _no_evidence() -> Evidence:
+    nan = math.nan
+    return Evidence(0, nan, nan, nan, nan, "none: no event scored by both policies", 0.0, 0.0)
+
+
+async def shadow_verdict(svc: Service, challenger_id: int, champion_id: int) -> Verdict:
+    """The gate on the progressive-validation scores both policies recorded in shadow."""
+    data = await roles.paired_scores(svc.engine, challenger_id, champion_id)
+    evidence = gate.evidence(**data) if data["reward"].size else _no_evidence()
+    return gate.decide(evidence, rules_of(svc))
+
+
+async def promote(
+    svc: Service,
+    challenger_id: int,
+    champion_id: int,
+    verdict: Verdict,
+    *,
+    force: bool,
+    key_id: str,
+    source: str,
+    evaluation_id: str | None = None,
+) -> Outcome:
+    """Swap in the challenger when the verdict allows it (or `force`); audit either way."""
+    promoted = verdict.promote or force
+    audit = Audit(
+        action="promote" if promoted else "refuse",
+        forced=force,
+        source=source,
+        key_id=key_id,
+        policy_id=challenger_id,
+        previous_id=champion_id,
+        evidence=verdict.to_json(),
+        evaluation_id=evaluation_id,
+    )
+    if promoted:
+        await roles.swap(svc.engine, audit)
+        await svc.reload()  # this process switches now; the others on the notification
+    else:
+        await roles.record(svc.engine, audit)
+    return Outcome(promoted, verdict, force)
+
+
+async def rollback(svc: Service, key_id: str) -> Audit:
+    """Restore the champion that the newest promotion (or rollback) replaced."""
+    last = await roles.last_swap(svc.engine)
+    if last is None:
+        raise RoleError("nothing", "No promotion has been made; there is nothing to roll back.")
+    if await roles.champion_id(svc.engine) != last["policy_id"]:
+        raise RoleError(
+            "changed",
+            "The champion changed after the last promotion (a configuration change); "
+            "there is nothing to roll back.",
+        )
+    audit = Audit(
+        action="rollback",
+        forced=False,
+        source="admin",
+        key_id=key_id,
+        policy_id=last["previous_id"],
+        previous_id=last["policy_id"],
+        evidence={"reverts": last["id"], "revertedAction": last["action"]},
+    )
+    await roles.swap(svc.engine, audit)
+    await svc.reload()
+    return audit

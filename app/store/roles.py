@@ -1,0 +1,343 @@
+"""Who serves: challengers added and retired, the champion swapped, and the audit of every swap.
+
+Every change of role happens in one transaction that also notifies the workers, so they all
+switch together; the learner keeps each policy's model across a swap (a promoted challenger
+serves the model it trained in shadow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.store.election import notify
+from app.store.tables import decisions, joined, policies, policy_scores, promotions, snapshots
+
+ROLES_LOCK = 720_103  # serializes every change of role (and the checks before it)
+MAX_CHALLENGERS = 10
+
+
+class RoleError(Exception):
+    """A change of role that cannot be made; `reason` is a stable word for the API."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    id: int
+    name: str
+    arguments: str
+    role: str
+    start_seq: int
+    created_at: datetime
+    events_learned: int
+    cursor: int
+
+
+@dataclass(frozen=True)
+class Audit:
+    action: str  # promote | refuse | rollback
+    forced: bool
+    source: str  # admin | applyFromEvaluation | auto
+    key_id: str
+    policy_id: int
+    previous_id: int
+    evidence: dict[str, Any]
+    evaluation_id: str | None = None
+
+
+async def _lock(conn: AsyncConnection) -> None:
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ROLES_LOCK)))
+
+
+async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
+    """Every policy: the champion, the challengers, then the retired ones, newest first."""
+    newest = (
+        sa.select(
+            snapshots.c.policy_id,
+            sa.func.max(snapshots.c.cursor).label("cursor"),
+            sa.func.max(snapshots.c.events_learned).label("events_learned"),
+        )
+        .group_by(snapshots.c.policy_id)
+        .subquery()
+    )
+    order = sa.case({"champion": 0, "challenger": 1}, value=policies.c.role, else_=2)
+    query = (
+        sa.select(policies, newest.c.cursor, newest.c.events_learned)
+        .select_from(policies.outerjoin(newest, newest.c.policy_id == policies.c.id))
+        .order_by(order, policies.c.id.desc())
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [
+        PolicyInfo(
+            r["id"],
+            r["name"],
+            r["arguments"],
+            r["role"],
+            r["start_seq"],
+            r["created_at"],
+            int(r["events_learned"] or 0),
+            int(r["cursor"] if r["cursor"] is not None else r["start_seq"]),
+        )
+        for r in rows
+    ]
+
+
+async def add_challenger(engine: AsyncEngine, name: str, arguments: str) -> int:
+    """A challenger with a fresh model that learns the events final from now on; its id."""
+    async with engine.begin() as conn:
+        await _lock(conn)
+        active = (
+            await conn.execute(
+                sa.select(policies.c.name, policies.c.role).where(
+                    policies.c.role.in_(("champion", "challenger"))
+                )
+            )
+        ).all()
+        if any(n == name for n, _ in active):
+            raise RoleError("name", f"A policy named '{name}' is already active.")
+        if sum(role == "challenger" for _, role in active) >= MAX_CHALLENGERS:
+            raise RoleError(
+                "limit", f"At most {MAX_CHALLENGERS} challengers can learn at once; retire one."
+            )
+        start = (
+            await conn.execute(sa.select(sa.func.coalesce(sa.func.max(joined.c.seq), 0)))
+        ).scalar_one()
+        new_id = (
+            await conn.execute(
+                sa.insert(policies)
+                .values(
+                    name=name,
+                    arguments=arguments,
+                    role="challenger",
+                    start_seq=start,
+                    created_at=sa.func.now(),
+                )
+                .returning(policies.c.id)
+            )
+        ).scalar_one()
+        await notify(conn, "config")
+        return int(new_id)
+
+
+async def _active_named(conn: AsyncConnection, name: str) -> Any:
+    row = (
+        (
+            await conn.execute(
+                sa.select(policies)
+                .where(policies.c.name == name, policies.c.role.in_(("champion", "challenger")))
+                .order_by(policies.c.role == "champion")
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise RoleError("missing", f"No active policy is named '{name}'.")
+    return row
+
+
+async def retire(engine: AsyncEngine, name: str) -> None:
+    async with engine.begin() as conn:
+        await _lock(conn)
+        row = await _active_named(conn, name)
+        if row["role"] == "champion":
+            raise RoleError(
+                "champion", f"'{name}' is the champion; promote another policy before retiring it."
+            )
+        await conn.execute(
+            sa.update(policies).where(policies.c.id == row["id"]).values(role="retired")
+        )
+        await notify(conn, "config")
+
+
+async def challenger_named(engine: AsyncEngine, name: str) -> tuple[int, int]:
+    """(the challenger's id, the champion's id); RoleError when `name` is not a challenger."""
+    async with engine.connect() as conn:
+        row = await _active_named(conn, name)
+        if row["role"] == "champion":
+            raise RoleError("champion", f"'{name}' is already the champion.")
+        champion = (
+            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
+        ).scalar_one()
+        return int(row["id"]), int(champion)
+
+
+async def champion_id(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (
+                await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
+            ).scalar_one()
+        )
+
+
+async def paired_scores(
+    engine: AsyncEngine, challenger_id: int, champion_id: int
+) -> dict[str, np.ndarray]:
+    """The final events both policies scored: reward, logging probability, and each policy's
+    probability of the logged action (recorded before it learned the event)."""
+    challenger = policy_scores.alias("challenger")
+    champion = policy_scores.alias("champion")
+    query = (
+        sa.select(
+            joined.c.reward,
+            decisions.c.probability,
+            challenger.c.probability,
+            champion.c.probability,
+        )
+        .select_from(
+            challenger.join(champion, champion.c.seq == challenger.c.seq)
+            .join(joined, joined.c.seq == challenger.c.seq)
+            .join(decisions, decisions.c.event_id == joined.c.event_id)
+        )
+        .where(challenger.c.policy_id == challenger_id, champion.c.policy_id == champion_id)
+        .order_by(challenger.c.seq)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    data = np.array(rows, dtype=float).reshape(-1, 4)
+    return {
+        "reward": data[:, 0],
+        "pscore": data[:, 1],
+        "challenger_prob": data[:, 2],
+        "champion_prob": data[:, 3],
+    }
+
+
+async def score_sums(engine: AsyncEngine, champion_id: int) -> dict[int, dict[str, float]]:
+    """Per active policy, additive sums of its scores over the final events it scored: n, Σw,
+    Σw², Σwr, Σ(wr)², Σw²r, and of the paired difference with the champion: m, Σd, Σd²."""
+    w = policy_scores.c.probability / decisions.c.probability
+    r = joined.c.reward
+    scored = policy_scores.join(joined, joined.c.seq == policy_scores.c.seq).join(
+        decisions, decisions.c.event_id == joined.c.event_id
+    )
+    active = sa.select(policies.c.id).where(policies.c.role.in_(("champion", "challenger")))
+    moments = (
+        sa.select(
+            policy_scores.c.policy_id,
+            sa.func.count(),
+            sa.func.sum(w),
+            sa.func.sum(w * w),
+            sa.func.sum(w * r),
+            sa.func.sum(w * r * w * r),
+            sa.func.sum(w * w * r),
+        )
+        .select_from(scored)
+        .where(policy_scores.c.policy_id.in_(active))
+        .group_by(policy_scores.c.policy_id)
+    )
+    champion = policy_scores.alias("champion")
+    d = r * (policy_scores.c.probability - champion.c.probability) / decisions.c.probability
+    paired = (
+        sa.select(policy_scores.c.policy_id, sa.func.count(), sa.func.sum(d), sa.func.sum(d * d))
+        .select_from(scored.join(champion, champion.c.seq == policy_scores.c.seq))
+        .where(
+            champion.c.policy_id == champion_id,
+            policy_scores.c.policy_id.in_(active),
+            policy_scores.c.policy_id != champion_id,
+        )
+        .group_by(policy_scores.c.policy_id)
+    )
+    out: dict[int, dict[str, float]] = {}
+    async with engine.connect() as conn:
+        for pid, n, sw, sw2, swr, swr2, sw2r in (await conn.execute(moments)).all():
+            out[pid] = {
+                "n": n, "sum_w": sw, "sum_w2": sw2, "sum_wr": swr, "sum_wr2": swr2,
+                "sum_w2r": sw2r,
+            }  # fmt: skip
+        for pid, m, sd, sd2 in (await conn.execute(paired)).all():
+            out.setdefault(pid, {}).update({"paired_n": m, "paired_sum": sd, "paired_sum_sq": sd2})
+    return out
+
+
+async def swap(engine: AsyncEngine, audit: Audit) -> None:
+    """Make `audit.policy_id` the champion and `audit.previous_id` a challenger, if the
+    champion is still `previous_id`; record the audit row; notify every worker."""
+    async with engine.begin() as conn:
+        await _lock(conn)
+        champion = (
+            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
+        ).scalar_one()
+        if champion != audit.previous_id:
+            raise RoleError("changed", "The champion changed meanwhile; ask again.")
+        role = (
+            await conn.execute(sa.select(policies.c.role).where(policies.c.id == audit.policy_id))
+        ).scalar_one_or_none()
+        if role != "challenger":
+            raise RoleError("missing", "That policy is no longer a challenger.")
+        await conn.execute(
+            sa.update(policies).where(policies.c.id == champion).values(role="challenger")
+        )
+        await conn.execute(
+            sa.update(policies).where(policies.c.id == audit.policy_id).values(role="champion")
+        )
+        await _insert_audit(conn, audit)
+        await notify(conn, "config")
+
+
+async def record(engine: AsyncEngine, audit: Audit) -> None:
+    """An audit row alone (a refusal)."""
+    async with engine.begin() as conn:
+        await _insert_audit(conn, audit)
+
+
+async def last_swap(engine: AsyncEngine) -> dict[str, Any] | None:
+    """The newest promotion or rollback that changed the champion."""
+    async with engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    sa.select(promotions)
+                    .where(promotions.c.action.in_(("promote", "rollback")))
+                    .order_by(promotions.c.id.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row is not None else None
+
+
+async def audit_rows(engine: AsyncEngine, limit: int = 100) -> list[dict[str, Any]]:
+    names = policies.alias("names")
+    previous = policies.alias("previous")
+    query = (
+        sa.select(promotions, names.c.name.label("policy"), previous.c.name.label("previous"))
+        .select_from(
+            promotions.join(names, names.c.id == promotions.c.policy_id).join(
+                previous, previous.c.id == promotions.c.previous_id
+            )
+        )
+        .order_by(promotions.c.id.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+
+async def _insert_audit(conn: AsyncConnection, audit: Audit) -> None:
+    await conn.execute(
+        sa.insert(promotions).values(
+            at=sa.func.now(),
+            action=audit.action,
+            forced=audit.forced,
+            source=audit.source,
+            key_id=audit.key_id,
+            policy_id=audit.policy_id,
+            previous_id=audit.previous_id,
+            evaluation_id=audit.evaluation_id,
+            evidence=audit.evidence,
+        )
+    )

@@ -1,0 +1,444 @@
+"""Offline evaluation: replay logged events through blank policies, then the report data.
+
+Replay (Personalizer's offline evaluation): every policy starts blank and sees the events in
+learning order; for each event it first gives its pmf (progressive validation) and then learns
+the event off-policy (the logged action, cost −reward, the logged probability). A shared reward
+model, a VW `--cb_adf` regressor, predicts every action's reward the same way (for DM and DR).
+
+Memory: per event and policy only π(a_logged|x) and Σ_a π(a|x)·q̂(x,a) are kept. They rebuild an
+exact two-action feedback: action 0 is the logged action, action 1 stands for all the others (its
+probability 1 − π(a_logged|x), its reward estimate the π-weighted mean of theirs). IPS, SNIPS, DM
+and DR on it equal their values on the full (n, K) arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from array import array
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import vowpal_wabbit_next as vw
+
+from policies.estimators import (
+    DM,
+    DR,
+    IPS,
+    SNIPS,
+    Interval,
+    MeanMoments,
+    Moments,
+    effective_sample_size,
+    importance_weights,
+    max_weight,
+    paired_difference,
+)
+from policies.vw import Policy
+
+REWARD_MODEL_ARGUMENTS = "--cb_adf --cb_type mtr -q ::"
+NON_LEARNING = ("Baseline", "Random")  # sources whose policy is fixed (no VW arguments)
+INTERVALS = (5, 60, 360, 720, 1440)  # candidate bucket widths, minutes
+MAX_BUCKETS = 200
+ALPHA = 0.05
+WINDOWS = ("Rolling", "Expanding")
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    seq: int  # position in the one learning order
+    timestamp: float  # decision time, epoch seconds (UTC)
+    example: str  # VW JSON text of the context + eligible actions
+    action: int  # position of the logged (served) action among the example's actions
+    probability: float  # logging probability of `action`
+    reward: float  # the final (joined) reward
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    source: str  # "Online" | "Baseline" | "Random" | "Custom" | "OfflineExperimentation"
+    arguments: str | None  # VW arguments (exploration applied); None for Baseline/Random
+
+
+class RewardModel:
+    """A VW `--cb_adf` regressor of every action's reward: the q̂(x, a) of DM and DR."""
+
+    def __init__(self, arguments: str = REWARD_MODEL_ARGUMENTS) -> None:
+        self._workspace = vw.Workspace([*shlex.split(arguments), "--quiet"])
+        self._parser = vw.JsonFormatParser(self._workspace)
+
+    def predict_then_learn(
+        self, example: str, action: int, reward: float, probability: float
+    ) -> list[float]:
+        """Every action's predicted reward (−predicted cost) before learning the event."""
+        examples = self._parser.parse_json(example)
+        examples[action + 1].set_label(vw.CBLabel(label=(0, -reward, probability)))
+        rewards = [0.0] * (len(examples) - 1)
+        for index, cost in self._workspace.predict_then_learn_one(examples):
+            rewards[index] = -float(cost)
+        return rewards
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Per event: shared arrays (n,); per policy (in `specs` order): p_logged and dm (n,)."""
+
+    specs: tuple[PolicySpec, ...]
+    timestamp: np.ndarray
+    reward: np.ndarray
+    pscore: np.ndarray  # logging probability of the logged action
+    q_logged: np.ndarray  # q̂(x, a_logged)
+    p_logged: tuple[np.ndarray, ...]  # π(a_logged | x), before learning the event
+    dm: tuple[np.ndarray, ...]  # Σ_a π(a | x)·q̂(x, a)
+
+    @property
+    def events(self) -> int:
+        return len(self.reward)
+
+    def index(self, name: str) -> int | None:
+        return next((i for i, s in enumerate(self.specs) if s.name == name), None)
+
+    def non_zero(self, policy: int) -> int:
+        """Events where the policy gave the logged action a positive probability."""
+        return int(np.count_nonzero(self.p_logged[policy] > 0))
+
+    def feedback(self, policy: int) -> dict[str, np.ndarray]:
+        """The exact two-action (OBP single-slot) arrays for the estimators."""
+        p, q = self.p_logged[policy], self.q_logged
+        rest = np.clip(1.0 - p, 0.0, None)
+        others = np.divide(self.dm[policy] - p * q, rest, out=np.zeros_like(p), where=rest > 0)
+        return {
+            "reward": self.reward,
+            "action": np.zeros(self.events, dtype=np.int64),
+            "pscore": self.pscore,
+            "action_dist": np.column_stack([p, rest]),
+            "estimated_rewards": np.column_stack([q, others]),
+        }
+
+
+class Replay:
+    """Feed events in learning order with `add`, then read `result()`. Keeps no examples."""
+
+    def __init__(
+        self, specs: list[PolicySpec], reward_model_arguments: str | None = REWARD_MODEL_ARGUMENTS
+    ) -> None:
+        """`reward_model_arguments=None`: no reward model (q̂ = 0; DM and DR meaningless)."""
+        self.specs = tuple(specs)
+        if any(s.source not in NON_LEARNING and not s.arguments for s in self.specs):
+            raise ValueError("a learning policy needs its VW arguments")
+        self._policies = [
+            None if s.source in NON_LEARNING else Policy(s.arguments or "") for s in self.specs
+        ]
+        self._model = RewardModel(reward_model_arguments) if reward_model_arguments else None
+        self._timestamp, self._reward = array("d"), array("d")
+        self._pscore, self._q_logged = array("d"), array("d")
+        self._p_logged = [array("d") for _ in self.specs]
+        self._dm = [array("d") for _ in self.specs]
+        self._ended = False
+
+    def add(self, event: LoggedEvent) -> None:
+        if self._ended:
+            raise RuntimeError("the replay has ended: result() was called")
+        if not 0 < event.probability <= 1:
+            raise ValueError(f"event {event.seq}: probability must be in (0, 1]")
+        if not math.isfinite(event.reward):
+            raise ValueError(f"event {event.seq}: the reward must be a finite number")
+        outside = f"event {event.seq}: the logged action is not among its actions"
+        if event.action < 0:
+            raise ValueError(outside)
+        cost = -event.reward
+        rewards = None
+        try:  # the first workspace that finds too few actions fails before learning anything
+            if self._model is not None:
+                rewards = self._model.predict_then_learn(
+                    event.example, event.action, event.reward, event.probability
+                )
+            pmfs = [
+                None
+                if policy is None
+                else policy.score_and_learn(event.example, event.action, cost, event.probability)
+                for policy in self._policies
+            ]
+        except IndexError:
+            raise ValueError(outside) from None
+        k = _action_count(event.example, rewards, pmfs)
+        if event.action >= k:
+            raise ValueError(outside)
+        for i, spec in enumerate(self.specs):
+            pmf = pmfs[i]
+            if pmf is None:  # Baseline: the first action; Random: uniform
+                pmf = [1.0] + [0.0] * (k - 1) if spec.source == "Baseline" else [1.0 / k] * k
+            self._p_logged[i].append(pmf[event.action])
+            self._dm[i].append(sum(map(float.__mul__, pmf, rewards)) if rewards else 0.0)
+        self._timestamp.append(event.timestamp)
+        self._reward.append(event.reward)
+        self._pscore.append(event.probability)
+        self._q_logged.append(rewards[event.action] if rewards else 0.0)
+
+    def result(self) -> ReplayResult:
+        """The arrays, sharing the buffers (no copy): the replay takes no more events."""
+        self._ended = True
+
+        def view(values: array) -> np.ndarray:
+            out = np.frombuffer(values, dtype=np.float64)
+            out.flags.writeable = False
+            return out
+
+        return ReplayResult(
+            specs=self.specs,
+            timestamp=view(self._timestamp),
+            reward=view(self._reward),
+            pscore=view(self._pscore),
+            q_logged=view(self._q_logged),
+            p_logged=tuple(map(view, self._p_logged)),
+            dm=tuple(map(view, self._dm)),
+        )
+
+
+def _action_count(example: str, rewards: list[float] | None, pmfs: list) -> int:
+    if rewards is not None:
+        return len(rewards)
+    for pmf in pmfs:
+        if pmf is not None:
+            return len(pmf)
+    return len(json.loads(example)["_multi"])
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(
+    result: ReplayResult,
+    *,
+    meta: dict,
+    interval_minutes: int | None = None,
+    online: str = "Online",
+) -> dict:
+    """The report data (JSON-serializable, null for any non-finite number). Needs ≥ 1 event."""
+    if result.events == 0:
+        raise ValueError("no events to report on")
+    minutes = interval_minutes or choose_interval(result.timestamp)
+    starts, bucket = np.unique(
+        np.floor_divide(result.timestamp, minutes * 60).astype(np.int64), return_inverse=True
+    )
+    online_index = result.index(online)
+    online_rounds = None
+    if online_index is not None:
+        online_rounds = IPS().round_rewards(**result.feedback(online_index))
+    policies = [
+        _policy_report(result, i, bucket, len(starts), None if i == online_index else online_rounds)
+        for i in range(len(result.specs))
+    ]
+    values = [p["total"]["ips"]["value"] for p in policies]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    best = [p["name"] for p, v in zip(policies, values, strict=True) if finite and v == max(finite)]
+    return _plain(
+        {
+            "evaluation": meta,
+            "events": result.events,
+            "intervalMinutes": minutes,
+            "bucketStarts": [_iso(int(s) * minutes * 60) for s in starts],
+            "bucketEvents": np.bincount(bucket, minlength=len(starts)).tolist(),
+            "policies": policies,
+            "optimalPolicy": online if online in best or not best else best[0],
+        }
+    )
+
+
+def choose_interval(timestamp: np.ndarray) -> int:
+    """The smallest of INTERVALS giving at most MAX_BUCKETS buckets over the time span."""
+    if len(timestamp) == 0:
+        return INTERVALS[0]
+    first, last = float(np.min(timestamp)), float(np.max(timestamp))
+    for minutes in INTERVALS:
+        width = minutes * 60
+        if last // width - first // width + 1 <= MAX_BUCKETS:
+            return minutes
+    return INTERVALS[-1]
+
+
+def _policy_report(
+    result: ReplayResult,
+    i: int,
+    bucket: np.ndarray,
+    buckets: int,
+    online_rounds: np.ndarray | None,
+) -> dict:
+    spec, feedback = result.specs[i], result.feedback(i)
+    weights = importance_weights(
+        action=feedback["action"], pscore=feedback["pscore"], action_dist=feedback["action_dist"]
+    )
+    rounds = IPS().round_rewards(**feedback)
+    n = result.events
+    total: dict[str, Any] = {
+        "events": n,
+        "nonZeroProbability": result.non_zero(i),
+        "ips": IPS().estimate_interval(**feedback, alpha=ALPHA).to_json(),
+        "ipsRobust": IPS().estimate_interval(**feedback, alpha=ALPHA, method="bernstein").to_json(),
+        "snips": _snips(feedback, "gaussian"),
+        "snipsRobust": _snips(feedback, "cressie-read"),
+        "dm": DM().estimate_policy_value(**feedback),
+        "dr": DR().estimate_interval(**feedback, alpha=ALPHA).to_json(),
+        "effectiveSampleSize": effective_sample_size(weights),
+        "maxWeight": max_weight(weights),
+        "difference": None,
+    }
+    differences: list[MeanMoments | None] = [None] * buckets
+    if online_rounds is not None:
+        diff = paired_difference(rounds, online_rounds, alpha=ALPHA)
+        lower = paired_difference(rounds, online_rounds, alpha=ALPHA, one_sided=True).lower
+        total["difference"] = {**diff.to_json(), "lowerBound95": lower}
+        differences = MeanMoments.per_bucket(rounds - online_rounds, bucket, buckets)
+    total.update(
+        _summary(
+            float(np.sum(rounds)),
+            n,
+            float(np.sum(weights)),
+            float(np.sum(rounds * rounds)),
+            total["nonZeroProbability"],
+        )
+    )
+    moments = Moments.per_bucket(weights, feedback["reward"], bucket, buckets)
+    non_zero = np.bincount(bucket, weights=result.p_logged[i] > 0, minlength=buckets)
+    timeseries = [
+        _bucket_entry(
+            {
+                "moments": _plain(asdict(m)),
+                "difference": None if d is None else _plain(asdict(d)),
+                "nonZeroProbability": int(z),
+            }
+        )
+        for m, d, z in zip(moments, differences, non_zero, strict=True)
+    ]
+    return {
+        "name": spec.name,
+        "source": spec.source,
+        "arguments": None if spec.source in NON_LEARNING else spec.arguments,
+        "total": total,
+        "timeseries": timeseries,
+    }
+
+
+def _snips(feedback: dict[str, np.ndarray], method: str) -> dict[str, Any]:
+    """SNIPS is undefined (null) when the policy gives 0 to every logged action."""
+    if not np.any(feedback["action_dist"][:, 0] > 0):
+        return Interval(math.nan, math.nan, math.nan, method, ALPHA).to_json()
+    return SNIPS().estimate_interval(**feedback, alpha=ALPHA, method=method).to_json()
+
+
+def _summary(
+    numerator: float, n: int, snips_denominator: float, squares: float, non_zero: int
+) -> dict[str, Any]:
+    """Personalizer's v1.0 summary fields (MWT dashboard aggregates)."""
+    average = numerator / n if n else 0.0
+    spread = 0.0
+    if n >= 2:
+        spread = 1.96 * math.sqrt(max(squares / n - average * average, 0.0) / (n - 1))
+    return {
+        "ipsEstimatorNumerator": numerator,
+        "ipsEstimatorDenominator": n,
+        "snipsEstimatorDenominator": snips_denominator,
+        "sumOfSquares": squares,
+        "confidenceInterval": spread,
+        "averageReward": average,
+        "nonZeroProbability": non_zero,
+    }
+
+
+def _bucket_entry(sums: dict) -> dict:
+    """One timeseries entry from its additive sums (kept under "sums" for `regroup`)."""
+    m = Moments(**sums["moments"])
+    ips = m.ips(ALPHA)
+    d = None if sums["difference"] is None else MeanMoments(**sums["difference"]).interval(ALPHA)
+    return {
+        "events": m.n,
+        "ips": ips.value,
+        "lower": ips.lower,
+        "upper": ips.upper,
+        "snips": m.snips(ALPHA).value if m.sum_w > 0 else None,
+        "effectiveSampleSize": m.effective_sample_size,
+        "difference": None if d is None else d.value,
+        "differenceLower": None if d is None else d.lower,
+        "differenceUpper": None if d is None else d.upper,
+        **_summary(m.sum_wr, m.n, m.sum_w, m.sum_wr2, sums["nonZeroProbability"]),
+        "sums": sums,
+    }
+
+
+def regroup(report: dict, interval_minutes: int, window: str = "Rolling") -> dict:
+    """A copy of `report` with its timeseries in buckets of `interval_minutes` (a multiple of
+    the report's): "Rolling" sums each bucket's events, "Expanding" all events up to its end."""
+    base = report["intervalMinutes"]
+    if interval_minutes <= 0 or interval_minutes % base:
+        raise ValueError(f"interval must be a positive multiple of {base} minutes")
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}")
+    width = interval_minutes * 60
+    keys = [int(_epoch(s) // width) for s in report["bucketStarts"]]
+    starts = sorted(set(keys))
+    position = {key: j for j, key in enumerate(starts)}
+    groups = [position[key] for key in keys]
+
+    def combine(items: list) -> list:
+        out = [None] * len(starts)
+        for j, item in zip(groups, items, strict=True):
+            out[j] = item if out[j] is None else _add(out[j], item)
+        if window == "Expanding":
+            for j in range(1, len(out)):
+                out[j] = _add(out[j - 1], out[j])
+        return out
+
+    policies = [
+        {
+            **policy,
+            "timeseries": [
+                _plain(_bucket_entry(sums))
+                for sums in combine([entry["sums"] for entry in policy["timeseries"]])
+            ],
+        }
+        for policy in report["policies"]
+    ]
+    return {
+        **report,
+        "intervalMinutes": interval_minutes,
+        "bucketStarts": [_iso(key * width) for key in starts],
+        "bucketEvents": combine(list(report["bucketEvents"])),
+        "policies": policies,
+    }
+
+
+def _add(a: Any, b: Any) -> Any:
+    """Field-wise sum of two sums records (dicts of numbers, or None for no difference)."""
+    if isinstance(a, dict):
+        return {key: _add(a[key], b[key]) for key in a}
+    if a is None or b is None:
+        return None
+    return a + b
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(iso: str) -> float:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars to Python numbers, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return value

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from app.service import Service
-from app.store import roles
+from app.store import evaluations, roles
 from app.store.roles import Audit, RoleError
 from policies import gate
 from policies.gate import Evidence, GateRules, Verdict
+
+if TYPE_CHECKING:
+    from app.service import Service
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ async def shadow_verdict(svc: Service, challenger_id: int, champion_id: int) -> 
 async def promote(
     svc: Service,
     challenger_id: int,
+    challenger_name: str,
     champion_id: int,
     verdict: Verdict,
     *,
@@ -69,6 +72,7 @@ async def promote(
         source=source,
         key_id=key_id,
         policy_id=challenger_id,
+        policy_name=challenger_name,
         previous_id=champion_id,
         evidence=verdict.to_json(),
         evaluation_id=evaluation_id,
@@ -98,9 +102,92 @@ async def rollback(svc: Service, key_id: str) -> Audit:
         source="admin",
         key_id=key_id,
         policy_id=last["previous_id"],
+        policy_name=await roles.policy_name(svc.engine, last["previous_id"]),
         previous_id=last["policy_id"],
         evidence={"reverts": last["id"], "revertedAction": last["action"]},
     )
     await roles.swap(svc.engine, audit)
     await svc.reload()
     return audit
+
+
+class EvaluationError(Exception):
+    """applyFromEvaluation on an evaluation or a policy that cannot be applied."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # missing | unfinished | policy
+
+
+def replay_verdict(svc: Service, report: dict[str, Any], policy: dict[str, Any]) -> Verdict:
+    """The gate on an evaluation's replay: the policy against Online on the same events."""
+    total = policy["total"]
+    online = next(p for p in report["policies"] if p["source"] == "Online")
+    difference = total.get("difference") or {}
+
+    def number(x: Any) -> float:
+        return math.nan if x is None else float(x)
+
+    evidence = Evidence(
+        events=int(total["events"]),
+        challenger_value=number(total["ips"]["value"]),
+        champion_value=number(online["total"]["ips"]["value"]),
+        difference=number(difference.get("value")),
+        lower_bound=number(difference.get("lower")),
+        interval_method="gaussian, lower end of the two-sided 95% interval (offline replay)",
+        effective_sample_size=number(total["effectiveSampleSize"]),
+        max_weight=number(total["maxWeight"]),
+    )
+    return gate.decide(evidence, rules_of(svc))
+
+
+async def apply_from_evaluation(
+    svc: Service,
+    evaluation_id: str,
+    policy_name: str,
+    *,
+    force: bool,
+    key_id: str,
+    source: str,
+) -> Outcome | None:
+    """Make an evaluated policy the champion, through the gate (None: it is already Online)."""
+    row = await evaluations.get(svc.engine, evaluation_id)
+    if row is None:
+        raise EvaluationError("missing", f"Evaluation '{evaluation_id}' does not exist.")
+    if row["status"] != "Succeeded" or not row["report"]:
+        raise EvaluationError(
+            "unfinished", f"Evaluation '{evaluation_id}' is {row['status']}, not Succeeded."
+        )
+    report = row["report"]
+    policy = next((p for p in report["policies"] if p["name"] == policy_name), None)
+    if policy is None:
+        raise EvaluationError(
+            "policy", f"Evaluation '{evaluation_id}' has no policy named '{policy_name}'."
+        )
+    if policy["source"] == "Online":
+        return None
+    if policy["source"] in ("Baseline", "Random"):
+        raise EvaluationError(
+            "policy", f"'{policy_name}' is a reference policy ({policy['source']}), not a "
+            "learning policy; it cannot serve."
+        )  # fmt: skip
+    verdict = replay_verdict(svc, report, policy)
+    champion = await roles.champion_id(svc.engine)
+    promoted = verdict.promote or force
+    audit = Audit(
+        action="promote" if promoted else "refuse",
+        forced=force,
+        source=source,
+        key_id=key_id,
+        policy_id=None,
+        policy_name=policy_name,
+        previous_id=champion,
+        evidence=verdict.to_json(),
+        evaluation_id=evaluation_id,
+    )
+    if promoted:
+        await roles.install(svc.engine, policy_name, policy["arguments"], audit)
+        await svc.reload()
+    else:
+        await roles.record(svc.engine, audit)
+    return Outcome(promoted, verdict, force)

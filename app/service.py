@@ -9,11 +9,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.keys import Keys
+from app.loop.evaluations import Runner
 from app.loop.learner import Learner, ServingModel
+from app.promotion import EvaluationError, apply_from_evaluation
 from app.service_config import Rules
 from app.settings import Settings
-from app.store import configuration
+from app.store import configuration, evaluations
 from app.store.election import CONNECTED, Election
+from app.store.roles import RoleError
 from app.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,7 @@ class Service:
     writer: GroupCommitWriter = field(init=False)
     learner: Learner = field(init=False)
     election: Election = field(init=False)
+    runner: Runner = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = Rules.of(self.document)
@@ -40,6 +44,7 @@ class Service:
         )
         self.writer = GroupCommitWriter(self.engine, self._committed, self.settings.db_timeout)
         self.election = Election(self.database_url, self._lead, self._step_down, self._notified)
+        self.runner = Runner(self.engine, self.database_url, lambda: self.document, self._evaluated)
 
     def _committed(self, kinds: set[str]) -> None:
         if kinds & {"reward", "activation"}:
@@ -63,6 +68,7 @@ class Service:
 
     async def stop(self) -> None:
         await self.writer.stop()
+        await self.runner.stop()
         await self.learner.stop()
         await self.election.stop()
 
@@ -71,8 +77,10 @@ class Service:
         await self.learner.load(catch_up=True)
         await self.learner.step()  # events whose wait time closed while no learner ran
         self.learner.start()
+        self.runner.start()  # evaluations left Running by a previous learner run again
 
     async def _step_down(self) -> None:
+        await self.runner.stop()
         await self.learner.stop()
 
     async def _notified(self, payload: str) -> None:
@@ -82,6 +90,28 @@ class Service:
             await self.reload()
         elif payload.startswith("model:") and not self.election.leading:
             await self.learner.refresh()
+        elif payload == "evaluation" and self.election.leading:
+            self.runner.wake()
+
+    async def _evaluated(self, evaluation_id: str) -> None:
+        """After a job: an Auto evaluation applies its optimal policy through the gate."""
+        row = await evaluations.get(self.engine, evaluation_id)
+        if row is None or row["evaluation_type"] != "Auto" or row["status"] != "Succeeded":
+            return
+        optimal = row["report"].get("optimalPolicy")
+        if not optimal or optimal == "Online":
+            return
+        try:
+            outcome = await apply_from_evaluation(
+                self, evaluation_id, optimal, force=False, key_id="auto", source="auto"
+            )
+        except (EvaluationError, RoleError) as exc:
+            log.warning("auto-optimization could not apply %s: %s", optimal, exc)
+            return
+        if outcome is not None:
+            log.info(
+                "auto-optimization: %s %s", optimal, "promoted" if outcome.promoted else "refused"
+            )
 
     async def _reload_document(self) -> None:
         document = await configuration.load_config(self.engine)

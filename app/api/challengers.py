@@ -152,6 +152,7 @@ async def promote_policy(request: Request) -> JSONResponse:
         outcome = await promote(
             svc,
             challenger,
+            request.path_params["name"],
             champion,
             verdict,
             force=force,
@@ -192,7 +193,7 @@ async def list_promotions(request: Request) -> JSONResponse:
                     "forced": r["forced"],
                     "source": r["source"],
                     "key": r["key_id"],
-                    "policy": r["policy"],
+                    "policy": r["policy_name"],
                     "previousChampion": r["previous"],
                     "evaluationId": r["evaluation_id"],
                     "evidence": r["evidence"],

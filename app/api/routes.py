@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import challengers, configuration, events, health, logs, model, rank
+from app.api import challengers, configuration, evaluations, events, health, logs, model, rank
 from app.errors import bad_request, error_response
 
 PATH_VERSIONS = ("v1.0", "v1.1-preview.1", "v1.1-preview.2", "v1.1-preview.3")
@@ -35,6 +35,12 @@ def personalizer_routes() -> list[BaseRoute]:
         Route("/model/properties", model.model_properties, methods=["GET"]),
         Route("/logs", logs.delete_logs, methods=["DELETE"]),
         Route("/logs/properties", logs.log_properties, methods=["GET"]),
+        Route("/evaluations", evaluations.list_evaluations, methods=["GET"]),
+        Route("/evaluations", evaluations.create_evaluation, methods=["POST"]),
+        Route("/evaluations/{evaluation_id}", evaluations.get_evaluation, methods=["GET"]),
+        Route("/evaluations/{evaluation_id}", evaluations.put_evaluation, methods=["PUT"]),
+        Route("/evaluations/{evaluation_id}", evaluations.delete_evaluation, methods=["DELETE"]),
+        Route("/configurations/applyFromEvaluation", evaluations.apply, methods=["POST"]),
     ]
 
 
@@ -74,6 +80,9 @@ def admin_routes() -> list[BaseRoute]:
         Route("/admin/policies/{name:path}/promote", challengers.promote_policy, methods=["POST"]),
         Route("/admin/policies/{name:path}", challengers.retire_policy, methods=["DELETE"]),
         Route("/admin/promotions", challengers.list_promotions, methods=["GET"]),
+        Route(
+            "/admin/evaluations/{evaluation_id}/report", evaluations.report_page, methods=["GET"]
+        ),
     ]
 
 

@@ -7,7 +7,7 @@ serves the model it trained in shadow).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,8 @@ class Audit:
     forced: bool
     source: str  # admin | applyFromEvaluation | auto
     key_id: str
-    policy_id: int
+    policy_id: int | None  # None: a refused candidate that was never created
+    policy_name: str
     previous_id: int
     evidence: dict[str, Any]
     evaluation_id: str | None = None
@@ -172,6 +173,15 @@ async def challenger_named(engine: AsyncEngine, name: str) -> tuple[int, int]:
         return int(row["id"]), int(champion)
 
 
+async def policy_name(engine: AsyncEngine, policy_id: int) -> str:
+    async with engine.connect() as conn:
+        return str(
+            (
+                await conn.execute(sa.select(policies.c.name).where(policies.c.id == policy_id))
+            ).scalar_one()
+        )
+
+
 async def champion_id(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(
@@ -286,6 +296,49 @@ async def swap(engine: AsyncEngine, audit: Audit) -> None:
         await notify(conn, "config")
 
 
+async def install(engine: AsyncEngine, name: str, arguments: str, audit: Audit) -> int:
+    """A new champion with a fresh model (from an evaluation); the old champion becomes a
+    challenger. A name already active gets the evaluation's id appended."""
+    async with engine.begin() as conn:
+        await _lock(conn)
+        champion = (
+            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
+        ).scalar_one()
+        if champion != audit.previous_id:
+            raise RoleError("changed", "The champion changed meanwhile; ask again.")
+        taken = (
+            await conn.execute(
+                sa.select(policies.c.id).where(
+                    policies.c.name == name, policies.c.role.in_(("champion", "challenger"))
+                )
+            )
+        ).first()
+        if taken is not None:
+            name = f"{name} ({audit.evaluation_id})"
+        await conn.execute(
+            sa.update(policies).where(policies.c.id == champion).values(role="challenger")
+        )
+        start = (
+            await conn.execute(sa.select(sa.func.coalesce(sa.func.max(joined.c.seq), 0)))
+        ).scalar_one()
+        new_id = (
+            await conn.execute(
+                sa.insert(policies)
+                .values(
+                    name=name,
+                    arguments=arguments,
+                    role="champion",
+                    start_seq=start,
+                    created_at=sa.func.now(),
+                )
+                .returning(policies.c.id)
+            )
+        ).scalar_one()
+        await _insert_audit(conn, replace(audit, policy_id=new_id, policy_name=name))
+        await notify(conn, "config")
+        return int(new_id)
+
+
 async def record(engine: AsyncEngine, audit: Audit) -> None:
     """An audit row alone (a refusal)."""
     async with engine.begin() as conn:
@@ -311,15 +364,10 @@ async def last_swap(engine: AsyncEngine) -> dict[str, Any] | None:
 
 
 async def audit_rows(engine: AsyncEngine, limit: int = 100) -> list[dict[str, Any]]:
-    names = policies.alias("names")
     previous = policies.alias("previous")
     query = (
-        sa.select(promotions, names.c.name.label("policy"), previous.c.name.label("previous"))
-        .select_from(
-            promotions.join(names, names.c.id == promotions.c.policy_id).join(
-                previous, previous.c.id == promotions.c.previous_id
-            )
-        )
+        sa.select(promotions, previous.c.name.label("previous"))
+        .select_from(promotions.join(previous, previous.c.id == promotions.c.previous_id))
         .order_by(promotions.c.id.desc())
         .limit(limit)
     )
@@ -336,6 +384,7 @@ async def _insert_audit(conn: AsyncConnection, audit: Audit) -> None:
             source=audit.source,
             key_id=audit.key_id,
             policy_id=audit.policy_id,
+            policy_name=audit.policy_name,
             previous_id=audit.previous_id,
             evaluation_id=audit.evaluation_id,
             evidence=audit.evidence,

@@ -146,7 +146,8 @@ promotions = sa.Table(
     sa.Column("forced", sa.Boolean, nullable=False),
     sa.Column("source", sa.Text, nullable=False),  # admin | applyFromEvaluation | auto
     sa.Column("key_id", sa.Text, nullable=False),  # which key asked (a digest, never the key)
-    sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
+    sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id")),
+    sa.Column("policy_name", sa.Text, nullable=False),
     sa.Column("previous_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
     sa.Column("evaluation_id", sa.Text),
     sa.Column("evidence", JSONB, nullable=False),

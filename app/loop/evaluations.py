@@ -1,0 +1,250 @@
+"""Offline evaluation jobs: replay a window of final events through fresh policies.
+
+`evaluate` is the job itself (used by the server's job process and by `decision-service
+evaluate`). In the server, the learner runs one job at a time in a child process
+(`python -m app.loop.evaluations <id>`), so a long replay never stalls the event loop that serves
+ranks; a job that dies is started again (the replay is deterministic), and after
+`MAX_ATTEMPTS` starts the evaluation is marked Failed, so no evaluation stays Running forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import durations
+from app.store import evaluations as store
+from app.store.db import sync_url
+from policies.arguments import with_epsilon
+from policies.evaluation import PolicySpec, Replay, report
+from policies.optimization import optimize
+
+log = logging.getLogger(__name__)
+
+OPTIMIZE_EVENTS = 50_000  # the newest events of the window the optimization search replays
+AUTO_WINDOW = timedelta(days=14)  # Personalizer's auto-optimization looked at two weeks
+RUNNER_POLL_S = 5.0
+JOB_URL_ENV = "DS_JOB_DATABASE_URL"
+FIXED = ("Online", "Baseline", "Random")  # the policies every evaluation compares
+
+
+class NoEvents(ValueError):
+    """The window holds no final event to evaluate on."""
+
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def evaluate(
+    conn: Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    custom: list[dict[str, str]],
+    optimization: bool,
+    meta: dict[str, Any],
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The report of Online (the champion's arguments), Baseline, Random, each custom policy
+    and (with `optimization`) the best optimized candidate, replayed over the window."""
+    _, champion, exploration = store.champion_and_exploration(conn)
+    total = store.count_window_sync(conn, start, end)
+    if total == 0:
+        raise NoEvents(f"No final Online events between {start.isoformat()} and {end.isoformat()}.")
+    specs = [
+        PolicySpec("Online", "Online", with_epsilon(champion, exploration)),
+        PolicySpec("Baseline", "Baseline", None),
+        PolicySpec("Random", "Random", None),
+        *(
+            PolicySpec(p["name"], "Custom", with_epsilon(p["arguments"], exploration))
+            for p in custom
+        ),
+    ]
+    optimized = None
+    if optimization:
+        sample = deque(store.window_events(conn, start, end), maxlen=OPTIMIZE_EVENTS)
+        candidates = optimize(
+            list(sample),
+            champion,
+            exploration,
+            progress=(lambda done, of: progress("optimize", done, of)) if progress else None,
+        )
+        if candidates:
+            optimized = candidates[0]
+            specs.append(
+                PolicySpec(
+                    optimized.name,
+                    "OfflineExperimentation",
+                    with_epsilon(optimized.arguments, exploration),
+                )
+            )
+    replay = Replay(specs)
+    for done, event in enumerate(store.window_events(conn, start, end), 1):
+        replay.add(event)
+        if progress and (done % 1000 == 0 or done == total):
+            progress("replay", done, total)
+    data = report(replay.result(), meta=meta)
+    for policy in data["policies"]:  # report the arguments as given, without the exploration
+        if policy["source"] == "Online":
+            policy["arguments"] = champion
+        elif optimized is not None and policy["source"] == "OfflineExperimentation":
+            policy["arguments"] = optimized.arguments
+    for policy, given in zip(data["policies"][3:], custom, strict=False):
+        policy["arguments"] = given["arguments"]
+    return data
+
+
+def meta_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "startTime": _iso(row["start_time"]),
+        "endTime": _iso(row["end_time"]),
+        "createdAt": _iso(row["created_at"]),
+        "evaluationType": row["evaluation_type"],
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def run_job(database_url: str, evaluation_id: str) -> None:
+    """Run one stored evaluation to Succeeded or Failed (the job process's entry point)."""
+    engine = sa.create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            row = store.load_sync(conn, evaluation_id)
+        if row is None or row["status"] != "Running":
+            return
+        request = row["request"]
+        data, error = None, None
+        try:
+            with engine.connect() as conn, conn.begin():  # one snapshot for both passes
+                conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+                data = evaluate(
+                    conn,
+                    start=row["start_time"],
+                    end=row["end_time"],
+                    custom=request.get("policies", []),
+                    optimization=bool(request.get("optimize")),
+                    meta=meta_of(row),
+                )
+        except NoEvents as exc:
+            error = str(exc)
+        except Exception as exc:
+            log.exception("evaluation %s failed", evaluation_id)
+            error = f"The evaluation failed: {exc}"
+        with engine.begin() as conn:
+            store.finish_sync(conn, evaluation_id, data, error)
+    finally:
+        engine.dispose()
+
+
+class Runner:
+    """The learner's job loop: one evaluation at a time, each in a child process; and, with
+    auto-optimization on, an Auto evaluation every `autoOptimizationFrequency`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        database_url: str,
+        document: Callable[[], dict[str, Any]],
+        on_finished: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._engine = engine
+        self._database_url = database_url
+        self._document = document
+        self._on_finished = on_finished
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._process: asyncio.subprocess.Process | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="evaluations")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._schedule_auto()
+                while (evaluation_id := await store.claim_next(self._engine, set())) is not None:
+                    await self._run_one(evaluation_id)
+                    await self._on_finished(evaluation_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("evaluation runner failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RUNNER_POLL_S)
+            self._wake.clear()
+
+    async def _run_one(self, evaluation_id: str) -> None:
+        env = {**os.environ, JOB_URL_ENV: self._database_url}
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app.loop.evaluations", evaluation_id, env=env
+        )
+        try:
+            code = await self._process.wait()
+        finally:
+            if self._process.returncode is None:  # cancelled: the learner is stopping
+                self._process.kill()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._process.wait())
+            self._process = None
+        if code != 0:
+            log.warning("evaluation job %s exited with %s; it will be retried", evaluation_id, code)
+
+    async def _schedule_auto(self) -> None:
+        document = self._document()
+        if not document.get("isAutoOptimizationEnabled"):
+            return
+        now = datetime.now(UTC)
+        begins = datetime.fromisoformat(str(document["autoOptimizationStartDate"]))
+        if begins.tzinfo is None:
+            begins = begins.replace(tzinfo=UTC)
+        if now < begins:
+            return
+        every = durations.parse(str(document["autoOptimizationFrequency"]))
+        latest = await store.latest_auto(self._engine)
+        if latest is not None and now - latest < every:
+            return
+        created = now.strftime("%Y%m%dT%H%M%S")
+        await store.create(
+            self._engine,
+            {
+                "id": f"auto-{created}",
+                "name": f"Auto optimization {created}",
+                "start_time": now - AUTO_WINDOW,
+                "end_time": now,
+                "evaluation_type": "Auto",
+                "request": {"policies": [], "optimize": True},
+            },
+        )
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    run_job(os.environ[JOB_URL_ENV], sys.argv[1])

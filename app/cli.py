@@ -1,4 +1,4 @@
-"""`decision-service serve | migrate`."""
+"""`decision-service serve | migrate | evaluate`."""
 
 from __future__ import annotations
 
@@ -72,6 +72,22 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     mig = commands.add_parser("migrate", help="apply pending database migrations and exit")
     mig.add_argument("--data-dir", help="embedded PostgreSQL (default ./var)")
+    ev = commands.add_parser(
+        "evaluate", help="offline evaluation of logged events; writes report.json and report.html"
+    )
+    ev.add_argument("--start", required=True, help="window start (ISO 8601; UTC if no offset)")
+    ev.add_argument("--end", required=True, help="window end, exclusive (ISO 8601)")
+    ev.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar='NAME="ARGS"',
+        help="a custom policy to compare (repeatable, up to 10)",
+    )
+    ev.add_argument("--optimize", action="store_true", help="also search for better arguments")
+    ev.add_argument("--out", required=True, help="directory for report.json and report.html")
+    ev.add_argument("--name", default="command-line evaluation", help="the report's title")
+    ev.add_argument("--data-dir", help="embedded PostgreSQL (default ./var)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(
         host=getattr(args, "host", None),
@@ -89,6 +105,33 @@ def main(argv: list[str] | None = None) -> None:
         url, _ = _database(settings)
         migrate(url)
         print("migrations applied")
+    elif args.command == "evaluate":
+        _evaluate(settings, args)
+
+
+def _evaluate(settings: Settings, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from app import evaluate
+
+    url, embedded = _database(settings)
+    try:
+        data = evaluate.run(
+            url,
+            start=evaluate.parse_time(args.start, "--start"),
+            end=evaluate.parse_time(args.end, "--end"),
+            policies=evaluate.parse_policies(args.policy),
+            optimization=args.optimize,
+            out=Path(args.out),
+            name=args.name,
+        )
+    except evaluate.UsageError as exc:
+        sys.exit(f"decision-service evaluate: {exc}")
+    finally:
+        if embedded is not None:
+            embedded.cleanup()
+    print(evaluate.summary(data))
+    print(f"wrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'report.html'}")
 
 
 if __name__ == "__main__":

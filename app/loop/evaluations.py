@@ -90,6 +90,8 @@ def evaluate(
                 )
             )
     replay = Replay(specs)
+    if progress:
+        progress("replay", 0, total)
     for done, event in enumerate(store.window_events(conn, start, end), 1):
         replay.add(event)
         if progress and (done % 1000 == 0 or done == total):

@@ -14,7 +14,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.joins import hold_finalization
-from app.store.tables import activations, decisions, joined, pending, policies, rewards, snapshots
+from app.store.tables import (
+    activations,
+    decisions,
+    joined,
+    pending,
+    policies,
+    policy_scores,
+    rewards,
+    snapshots,
+)
 
 PURGE_BATCH = 10_000
 MAX_DAYS = 365_000  # longer retention keeps everything (and stays a valid interval)
@@ -64,6 +73,8 @@ async def _delete_events(conn: AsyncConnection, event_ids: Any) -> int:
     ids = [r[0] for r in (await conn.execute(event_ids)).all()]
     if not ids:
         return 0
+    seqs = sa.select(joined.c.seq).where(joined.c.event_id.in_(ids))
+    await conn.execute(sa.delete(policy_scores).where(policy_scores.c.seq.in_(seqs)))
     for table in (rewards, activations, joined, pending, decisions):
         await conn.execute(sa.delete(table).where(table.c.event_id.in_(ids)))
     return len(ids)

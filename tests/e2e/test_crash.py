@@ -7,7 +7,9 @@ Once every event is final and the learner has caught up:
 - the serving model learned every learnable final event after its policy's start exactly once;
 - it serves the model an uninterrupted run would have: the same pmf as a model trained offline
   on the same joined events in `seq` order, also after one more kill -9 once everything is
-  final (newest snapshot + replay of the joined events after it).
+  final (newest snapshot + replay of the joined events after it);
+- a challenger learning in shadow recorded one score for every Online event it learned, each
+  equal to what an uninterrupted offline run scores before learning that event.
 
 The probes are deferred rank calls that are never activated, so they are final but never
 learned and do not move the model they check.
@@ -29,7 +31,7 @@ import pytest
 from policies.features import Action
 from policies.ranking import eligible_indices
 from policies.vw import Policy
-from tests.conftest import Server
+from tests.conftest import ADMIN_KEY, Server
 from tests.offline import offline_model
 
 SEED = 20240611
@@ -40,6 +42,7 @@ WAIT_S = 5
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(5)]
 CONTEXTS = [[{"user": {"segment": s}}, {"device": {"type": d}}] for s in "xyz" for d in "md"]
 BEST = {("x", "m"): "a1", ("x", "d"): "a2", ("y", "m"): "a3", ("y", "d"): "a0", ("z", "m"): "a4"}
+CHALLENGER = "--cb_explore_adf --epsilon 0.2 -l 0.1 --cb_type ips -q ::"
 PROBES = [(c, excluded) for c in CONTEXTS for excluded in ([], ["a1"], ["a3"], ["a0", "a4"])]
 
 
@@ -184,6 +187,13 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
         modelExportFrequency="PT1S",
     )
     policy_id = _health(server)["policyId"]
+    added = httpx.post(
+        f"{server.url}/admin/policies",
+        headers={"Ocp-Apim-Subscription-Key": ADMIN_KEY},
+        json={"name": "shadow", "arguments": CHALLENGER},
+    )
+    assert added.status_code == 201, added.text
+    challenger_id = _scalar(db, "SELECT id FROM policies WHERE name = 'shadow'")
 
     # -- traffic, with kill -9 at random moments ----------------------------------------------
     traffic = Traffic()
@@ -310,3 +320,23 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     assert after["position"] >= max_seq
     assert after["eventsLearned"] == learnable == _learnable_after_start(db, policy_id)
     _assert_serves(server, offline, "after the final kill")
+
+    # -- the challenger scored every event it learned once, as an uninterrupted run would ------
+    _wait_until(
+        lambda: (
+            _scalar(db, "SELECT count(*) FROM policy_scores WHERE policy_id = %s", challenger_id)
+            >= _learnable_after_start(db, challenger_id)
+        ),
+        15,
+        "challenger's scores saved",
+    )
+    recorded = dict(
+        db.execute(
+            "SELECT seq, probability FROM policy_scores WHERE policy_id = %s", (challenger_id,)
+        ).fetchall()
+    )
+    expected: dict[int, float] = {}
+    offline_model(db, challenger_id, CHALLENGER, config["explorationPercentage"], expected)
+    assert len(expected) == _learnable_after_start(db, challenger_id) > 200
+    assert recorded.keys() == expected.keys()
+    assert recorded == pytest.approx(expected, abs=1e-6)

@@ -15,6 +15,7 @@ MIN_WAIT = timedelta(seconds=5)
 MAX_WAIT = timedelta(days=2)
 MIN_EXPORT = timedelta(seconds=1)
 MAX_EXPORT = timedelta(days=7)
+MIN_AUTO_FREQUENCY = timedelta(hours=1)  # auto-optimization replays two weeks of logs
 INT32_MAX = 2**31 - 1
 
 REQUIRED = (
@@ -145,7 +146,10 @@ def validate(body: Any, current: dict[str, Any]) -> Change:
         )
     auto_frequency = body.get("autoOptimizationFrequency", current.get("autoOptimizationFrequency"))
     try:
-        auto_frequency = durations.format_iso(durations.parse(auto_frequency))
+        every = durations.parse(auto_frequency)
+        if every < MIN_AUTO_FREQUENCY:
+            raise ValueError("at least 1 hour")
+        auto_frequency = durations.format_iso(every)
     except ValueError as exc:
         raise ConfigError(
             "InvalidServiceConfiguration", f"autoOptimizationFrequency: {exc}."

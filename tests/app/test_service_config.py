@@ -264,6 +264,7 @@ def test_auto_optimization_frequency_and_start_date(current):
     assert change.document["autoOptimizationFrequency"] == "P27D"
     assert change.document["autoOptimizationStartDate"] == "2022-09-01T21:02:42"
     refused(body(current, autoOptimizationFrequency="often"), current, INVALID)
+    refused(body(current, autoOptimizationFrequency="PT30M"), current, INVALID)  # under 1 h
     refused(body(current, autoOptimizationStartDate="yesterday"), current, INVALID)
 
 

@@ -137,6 +137,11 @@ async def _insert_champion(conn: AsyncConnection, name: str, arguments: str) -> 
     await conn.execute(
         sa.update(policies).where(policies.c.role == "champion").values(role="retired")
     )
+    return await insert_policy(conn, name, arguments, "champion")
+
+
+async def insert_policy(conn: AsyncConnection, name: str, arguments: str, role: str) -> PolicyRow:
+    """A policy with a fresh model that learns the events joined after the newest one."""
     start = (
         await conn.execute(sa.select(sa.func.coalesce(sa.func.max(joined.c.seq), 0)))
     ).scalar_one()
@@ -146,11 +151,11 @@ async def _insert_champion(conn: AsyncConnection, name: str, arguments: str) -> 
             .values(
                 name=name,
                 arguments=arguments,
-                role="champion",
+                role=role,
                 start_seq=start,
                 created_at=sa.func.now(),
             )
             .returning(policies.c.id)
         )
     ).scalar_one()
-    return PolicyRow(new_id, name, arguments, "champion", int(start))
+    return PolicyRow(new_id, name, arguments, role, int(start))

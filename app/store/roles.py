@@ -15,6 +15,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store.configuration import insert_policy
 from app.store.election import notify
 from app.store.tables import decisions, joined, policies, policy_scores, promotions, snapshots
 
@@ -110,22 +111,7 @@ async def add_challenger(engine: AsyncEngine, name: str, arguments: str) -> int:
             raise RoleError(
                 "limit", f"At most {MAX_CHALLENGERS} challengers can learn at once; retire one."
             )
-        start = (
-            await conn.execute(sa.select(sa.func.coalesce(sa.func.max(joined.c.seq), 0)))
-        ).scalar_one()
-        new_id = (
-            await conn.execute(
-                sa.insert(policies)
-                .values(
-                    name=name,
-                    arguments=arguments,
-                    role="challenger",
-                    start_seq=start,
-                    created_at=sa.func.now(),
-                )
-                .returning(policies.c.id)
-            )
-        ).scalar_one()
+        new_id = (await insert_policy(conn, name, arguments, "challenger")).id
         await notify(conn, "config")
         return int(new_id)
 
@@ -318,22 +304,7 @@ async def install(engine: AsyncEngine, name: str, arguments: str, audit: Audit) 
         await conn.execute(
             sa.update(policies).where(policies.c.id == champion).values(role="challenger")
         )
-        start = (
-            await conn.execute(sa.select(sa.func.coalesce(sa.func.max(joined.c.seq), 0)))
-        ).scalar_one()
-        new_id = (
-            await conn.execute(
-                sa.insert(policies)
-                .values(
-                    name=name,
-                    arguments=arguments,
-                    role="champion",
-                    start_seq=start,
-                    created_at=sa.func.now(),
-                )
-                .returning(policies.c.id)
-            )
-        ).scalar_one()
+        new_id = (await insert_policy(conn, name, arguments, "champion")).id
         await _insert_audit(conn, replace(audit, policy_id=new_id, policy_name=name))
         await notify(conn, "config")
         return int(new_id)

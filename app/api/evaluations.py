@@ -320,10 +320,10 @@ def _v2022(
     width = interval if interval % stored == 0 else stored  # never finer than the data
     shaped = regroup(report, width, window) if width != stored or window != "Rolling" else report
     low, high = start.timestamp(), end.timestamp()
-    keep = [
+    keep = [  # the buckets that overlap [startTime, endTime)
         i
         for i, stamp in enumerate(shaped["bucketStarts"])
-        if low <= datetime.fromisoformat(stamp).timestamp() < high
+        if low - width * 60 < datetime.fromisoformat(stamp).timestamp() < high
     ]
     value = []
     for policy in shaped["policies"]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -36,6 +38,8 @@ OPTIMIZE_EVENTS = 50_000  # the newest events of the window the optimization sea
 AUTO_WINDOW = timedelta(days=14)  # Personalizer's auto-optimization looked at two weeks
 RUNNER_POLL_S = 5.0
 JOB_URL_ENV = "DS_JOB_DATABASE_URL"
+JOB_PARENT_ENV = "DS_JOB_PARENT_PID"
+PR_SET_PDEATHSIG = 1
 FIXED = ("Online", "Baseline", "Random")  # the policies every evaluation compares
 
 
@@ -204,7 +208,7 @@ class Runner:
             self._wake.clear()
 
     async def _run_one(self, evaluation_id: str) -> None:
-        env = {**os.environ, JOB_URL_ENV: self._database_url}
+        env = {**os.environ, JOB_URL_ENV: self._database_url, JOB_PARENT_ENV: str(os.getpid())}
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app.loop.evaluations", evaluation_id, env=env
         )
@@ -247,6 +251,16 @@ class Runner:
         )
 
 
+def _die_with_parent(parent: int) -> None:
+    """A job must not outlive the learner that started it (a restarted learner re-runs it):
+    ask Linux to kill this process when its parent dies, and exit if it already has."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
+    _die_with_parent(int(os.environ[JOB_PARENT_ENV]))
     run_job(os.environ[JOB_URL_ENV], sys.argv[1])

@@ -105,6 +105,8 @@ class Learner:
         models = {}
         for row in rows:
             current = self.models.get(row.id)
+            if current is not None:
+                current.row = row  # its role may have changed
             models[row.id] = current if current is not None else await self._newest_model(row)
         self.models = models
         await self._learn_available(list(models.values()))

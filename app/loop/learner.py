@@ -232,29 +232,35 @@ class Learner:
                         learned += 1
                         if learned % YIELD_EVERY == 0:
                             await asyncio.sleep(0)
+            if sum(len(m.scores) for m in models) >= SCORES_BUFFERED:
+                await self._save()  # a long catch-up keeps its unsaved scores bounded
             if len(events) < LEARN_BATCH:
                 return
 
     async def snapshot(self, force: bool = False) -> None:
         """Save each model whose cursor moved since its last snapshot (with its scores)."""
         async with self._lock:
-            self._last_snapshot = time.monotonic()
-            champion = self.serving
-            models = list(self.models.values()) or ([champion] if champion else [])
-            moved = [m for m in models if m.cursor != m.saved_cursor or (force and m is champion)]
-            if not moved or champion is None:
-                return
-            saved = [
-                (
-                    snapshots.Snapshot(m.row.id, m.cursor, m.events_learned, m.policy.to_bytes()),
-                    m.scores,
-                )
-                for m in moved
-            ]
-            await snapshots.save(self._engine, saved, self._snapshots_kept, champion.row.id)
-            for model, (snap, scores) in zip(moved, saved, strict=True):
-                model.saved_cursor = snap.cursor
-                model.scores = model.scores[len(scores) :]
+            await self._save(force)
+
+    async def _save(self, force: bool = False) -> None:
+        """`snapshot` with the lock held; `force` saves the champion even if it did not move."""
+        self._last_snapshot = time.monotonic()
+        models = list(self.models.values()) or ([self.serving] if self.serving else [])
+        champion = next((m for m in models if m.row.role == "champion"), self.serving)
+        moved = [m for m in models if m.cursor != m.saved_cursor or (force and m is champion)]
+        if not moved or champion is None:
+            return
+        saved = [
+            (
+                snapshots.Snapshot(m.row.id, m.cursor, m.events_learned, m.policy.to_bytes()),
+                m.scores,
+            )
+            for m in moved
+        ]
+        await snapshots.save(self._engine, saved, self._snapshots_kept, champion.row.id)
+        for model, (snap, scores) in zip(moved, saved, strict=True):
+            model.saved_cursor = snap.cursor
+            model.scores = model.scores[len(scores) :]
 
 
 def _learn(model: ServingModel, event: dict) -> None:

@@ -20,7 +20,7 @@ from tests.conftest import ADMIN_KEY, Server
 STUCK = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -q :: -l 0.0000001"
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(4)]
 BEST = {"x": "a1", "y": "a2", "z": "a3"}
-EVENTS = 1500
+EVENTS = 1000
 
 
 @pytest.fixture(scope="module")

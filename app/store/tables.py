@@ -116,6 +116,7 @@ policy_scores = sa.Table(
     sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True),  # joined.seq
     sa.Column("probability", sa.Float, nullable=False),
+    sa.Index("ix_policy_scores_seq", "seq"),  # deleting logs deletes their scores by seq
 )
 
 # Offline evaluations (Personalizer's evaluations API): the request and, once done, the report.

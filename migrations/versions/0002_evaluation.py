@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger, primary_key=True),
         sa.Column("probability", sa.Float, nullable=False),
     )
+    op.create_index("ix_policy_scores_seq", "policy_scores", ["seq"])
     op.create_table(
         "evaluations",
         sa.Column("id", sa.Text, primary_key=True),
@@ -48,7 +49,8 @@ def upgrade() -> None:
         sa.Column("forced", sa.Boolean, nullable=False),
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("key_id", sa.Text, nullable=False),
-        sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
+        sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id")),
+        sa.Column("policy_name", sa.Text, nullable=False),
         sa.Column("previous_id", sa.Integer, sa.ForeignKey("policies.id"), nullable=False),
         sa.Column("evaluation_id", sa.Text),
         sa.Column("evidence", JSONB, nullable=False),

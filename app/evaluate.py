@@ -16,7 +16,7 @@ from typing import TextIO
 
 import sqlalchemy as sa
 
-from app.loop.evaluations import FIXED, NoEvents, evaluate
+from app.loop.evaluations import FIXED, NoEvents, evaluate, parse_moment
 from app.report import render_html
 from app.store.db import sync_url
 from policies.arguments import ArgumentsError, validate
@@ -30,10 +30,9 @@ class UsageError(ValueError):
 
 def parse_time(value: str, flag: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise UsageError(f"{flag}: not an ISO 8601 date and time: '{value}'") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_moment(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def parse_policies(given: list[str]) -> list[dict[str, str]]:
@@ -119,6 +118,8 @@ def run(
             )
     except NoEvents as exc:
         raise UsageError(str(exc)) from None
+    except sa.exc.OperationalError as exc:
+        raise UsageError(f"cannot read the database: {exc.orig}") from None
     finally:
         bar.close()
         engine.dispose()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from app.store import evaluations, roles
 from app.store.roles import Audit, RoleError
 from policies import gate
+from policies.estimators import normal_quantile
 from policies.gate import Evidence, GateRules, Verdict
 
 if TYPE_CHECKING:
@@ -90,6 +91,10 @@ async def rollback(svc: Service, key_id: str) -> Audit:
     last = await roles.last_swap(svc.engine)
     if last is None:
         raise RoleError("nothing", "No promotion has been made; there is nothing to roll back.")
+    if last["action"] == "rollback":
+        raise RoleError(
+            "nothing", "The last promotion was already rolled back; there is nothing to roll back."
+        )
     if await roles.champion_id(svc.engine) != last["policy_id"]:
         raise RoleError(
             "changed",
@@ -116,11 +121,15 @@ class EvaluationError(Exception):
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
-        self.reason = reason  # missing | unfinished | policy
+        self.reason = reason  # missing | unfinished | policy | stale
 
 
 def replay_verdict(svc: Service, report: dict[str, Any], policy: dict[str, Any]) -> Verdict:
-    """The gate on an evaluation's replay: the policy against Online on the same events."""
+    """The gate on an evaluation's replay: the policy against Online on the same events.
+
+    The optimization search picked its candidate as the best of several on these events, so
+    for that candidate the bound is Bonferroni-corrected for the number compared (each
+    candidate's interval holds at once with probability ≥ 1 − α, the chosen one's too)."""
     total = policy["total"]
     online = next(p for p in report["policies"] if p["source"] == "Online")
     difference = total.get("difference") or {}
@@ -128,13 +137,22 @@ def replay_verdict(svc: Service, report: dict[str, Any], policy: dict[str, Any])
     def number(x: Any) -> float:
         return math.nan if x is None else float(x)
 
+    lower = number(difference.get("lower"))
+    method = "gaussian, lower end of the two-sided 95% interval (offline replay)"
+    compared = (report.get("optimization") or {}).get("candidatesCompared", 1)
+    if policy["source"] == "OfflineExperimentation" and compared > 1:
+        alpha = rules_of(svc).alpha
+        se = (number(difference.get("value")) - lower) / normal_quantile(1 - alpha / 2)
+        lower = number(difference.get("value")) - normal_quantile(1 - alpha / (2 * compared)) * se
+        method = f"{method}, Bonferroni-corrected for {compared} candidates"
+
     evidence = Evidence(
         events=int(total["events"]),
         challenger_value=number(total["ips"]["value"]),
         champion_value=number(online["total"]["ips"]["value"]),
         difference=number(difference.get("value")),
-        lower_bound=number(difference.get("lower")),
-        interval_method="gaussian, lower end of the two-sided 95% interval (offline replay)",
+        lower_bound=lower,
+        interval_method=method,
         effective_sample_size=number(total["effectiveSampleSize"]),
         max_weight=number(total["maxWeight"]),
     )
@@ -171,8 +189,15 @@ async def apply_from_evaluation(
             "policy", f"'{policy_name}' is a reference policy ({policy['source']}), not a "
             "learning policy; it cannot serve."
         )  # fmt: skip
-    verdict = replay_verdict(svc, report, policy)
     champion = await roles.champion_id(svc.engine)
+    measured = report.get("champion") or {}
+    if measured.get("id") != champion or measured.get("exploration") != svc.rules.exploration:
+        raise EvaluationError(
+            "stale",
+            f"Evaluation '{evaluation_id}' compared '{policy_name}' with another champion or "
+            "exploration than the current ones; run a new evaluation.",
+        )
+    verdict = replay_verdict(svc, report, policy)
     promoted = verdict.promote or force
     audit = Audit(
         action="promote" if promoted else "refuse",

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.api.common import KEY_HEADER, authorize, json_object, read_json
+from app.api.common import KEY_HEADER, authorize, json_object, parse_json, read_body, read_json
 from app.api.configuration import MAX_NAME_LENGTH
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.keys import key_id
@@ -58,7 +58,7 @@ def _estimates(sums: dict[str, float] | None) -> dict[str, Any] | None:
     estimates: dict[str, Any] = {
         "events": moments.n,
         "ips": moments.ips().to_json(),
-        "snips": moments.snips().to_json(),
+        "snips": moments.snips().to_json() if moments.sum_w > 0 else None,
         "effectiveSampleSize": _number(moments.effective_sample_size),
     }
     if sums.get("paired_n"):
@@ -138,11 +138,9 @@ async def retire_policy(request: Request) -> Response:
 async def promote_policy(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
     force = False
-    if (await request.body()).strip():
-        body = json_object(
-            await read_json(request, svc.settings.max_body_bytes, "InvalidRequest"),
-            "InvalidRequest",
-        )
+    raw = await read_body(request, svc.settings.max_body_bytes)
+    if raw.strip():
+        body = json_object(parse_json(raw, "InvalidRequest"), "InvalidRequest")
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise bad_request("InvalidRequest", "force must be true or false.")

@@ -50,7 +50,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_json(request: Request, limit: int, inner: str) -> Any:
     """The request body as JSON; 413 past `limit` bytes, 400 (`inner` code) if not JSON."""
-    body = await read_body(request, limit)
+    return parse_json(await read_body(request, limit), inner)
+
+
+def parse_json(body: bytes, inner: str) -> Any:
+    """A body as JSON; 400 (`inner` code) if empty or not JSON."""
     if not body.strip():
         raise bad_request(inner, "The request body is empty; a JSON object is required.")
     try:

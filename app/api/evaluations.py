@@ -7,6 +7,7 @@ Failed); GET shows the v1.x `policyResults` or the 2022 `content` shape.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from app.api.common import KEY_HEADER, authorize, json_object, read_json
 from app.api.configuration import MAX_NAME_LENGTH
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.keys import key_id
-from app.loop.evaluations import FIXED
+from app.loop.evaluations import FIXED, parse_moment
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.report import render_html
 from app.service import Service
@@ -50,10 +51,17 @@ def _time(value: Any, field: str, inner: str = INNER) -> datetime:
     if not isinstance(value, str):
         raise bad_request(inner, f"{field} is required: an ISO 8601 date and time.")
     try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise bad_request(inner, f"{field} is not an ISO 8601 date and time: '{value}'.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_moment(value)
+    except ValueError as exc:
+        raise bad_request(inner, f"{field}: {exc}") from None
+
+
+def _count(value: str | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if not re.fullmatch("[0-9]{1,9}", value):
+        raise bad_request("BadRequest", f"{field} must be a non-negative integer.")
+    return int(value)
 
 
 def _contract(body: Any) -> dict[str, Any]:
@@ -148,8 +156,10 @@ async def get_evaluation(request: Request) -> JSONResponse:
     query = request.query_params
     start = _time(query.get("startTime"), "startTime", "BadRequest")
     end = _time(query.get("endTime"), "endTime", "BadRequest")
+    if start >= end:
+        raise bad_request("BadRequest", "startTime must be before endTime.")
     interval = query.get("intervalInMinutes", "5")
-    if not interval.isdigit() or int(interval) not in INTERVALS:
+    if interval not in {str(i) for i in INTERVALS}:
         raise bad_request(
             "BadRequest", f"intervalInMinutes must be one of {', '.join(map(str, INTERVALS))}."
         )
@@ -163,13 +173,10 @@ async def list_evaluations(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
     rows = await evaluations.list_all(svc.engine)
     if request.scope.get("api_version") != V2022:
-        return JSONResponse([_v1({**r, "report": None}, results=False) for r in rows])
-    skip, top = request.query_params.get("skip", "0"), request.query_params.get("top")
-    if not skip.isdigit() or (top is not None and not top.isdigit()):
-        raise bad_request("BadRequest", "skip and top must be non-negative integers.")
-    page = rows[int(skip) :]
-    if top is not None:
-        page = page[: int(top)]
+        return JSONResponse([_v1(r, results=False) for r in rows])
+    skip = _count(request.query_params.get("skip"), "skip") or 0
+    top = _count(request.query_params.get("top"), "top")
+    page = rows[skip:] if top is None else rows[skip : skip + top]
     return JSONResponse({"value": [_header(r) for r in page], "nextLink": None})
 
 
@@ -202,8 +209,12 @@ async def apply(request: Request) -> Response:
     except EvaluationError as exc:
         if exc.reason == "missing":
             raise not_found(str(exc), "EvaluationNotFound") from None
+        if exc.reason == "stale":
+            raise conflict("ChampionChanged", str(exc)) from None
         raise bad_request(INNER, str(exc)) from None
     except RoleError as exc:
+        if exc.reason == "limit":
+            raise conflict("TooManyChallengers", str(exc)) from None
         raise conflict("ChampionChanged", str(exc)) from None
     if outcome is not None and not outcome.promoted:
         raise conflict(
@@ -236,7 +247,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _header(row: dict[str, Any]) -> dict[str, Any]:
     """The 2022 Evaluation without results."""
-    header = {
+    header: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],
         "startTime": _iso(row["start_time"]),
@@ -276,7 +287,7 @@ def _v1(row: dict[str, Any], results: bool = True) -> dict[str, Any]:
         "status": V1_STATUS.get(row["status"], row["status"]),
         "evaluationType": row["evaluation_type"],
         "creationTime": _iso(row["created_at"]),
-        "optimalPolicy": report.get("optimalPolicy"),
+        "optimalPolicy": report.get("optimalPolicy", row.get("optimal_policy")),
         "featureImportance": [],
     }
     if row.get("error"):

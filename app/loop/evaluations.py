@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import durations
+from app.service_config import MIN_AUTO_FREQUENCY
 from app.store import evaluations as store
 from app.store.db import sync_url
 from policies.arguments import with_epsilon
@@ -35,12 +36,31 @@ from policies.optimization import optimize
 log = logging.getLogger(__name__)
 
 OPTIMIZE_EVENTS = 50_000  # the newest events of the window the optimization search replays
+OPTIMIZE_CANDIDATES = 24  # configurations the search may replay (the base included)
 AUTO_WINDOW = timedelta(days=14)  # Personalizer's auto-optimization looked at two weeks
 RUNNER_POLL_S = 5.0
 JOB_URL_ENV = "DS_JOB_DATABASE_URL"
 JOB_PARENT_ENV = "DS_JOB_PARENT_PID"
 PR_SET_PDEATHSIG = 1
 FIXED = ("Online", "Baseline", "Random")  # the policies every evaluation compares
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def parse_moment(value: str) -> datetime:
+    """An ISO 8601 date and time (UTC when it has no offset), between 1970 and 9999."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if not EARLIEST <= moment <= LATEST:
+            raise OverflowError
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"'{value}' is outside 1970–9999") from None
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date and time: '{value}'") from None
 
 
 class NoEvents(ValueError):
@@ -62,7 +82,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """The report of Online (the champion's arguments), Baseline, Random, each custom policy
     and (with `optimization`) the best optimized candidate, replayed over the window."""
-    _, champion, exploration = store.champion_and_exploration(conn)
+    champion_id, champion_name, champion, exploration = store.champion_and_exploration(conn)
     total = store.count_window_sync(conn, start, end)
     if total == 0:
         raise NoEvents(f"No final Online events between {start.isoformat()} and {end.isoformat()}.")
@@ -82,6 +102,7 @@ def evaluate(
             list(sample),
             champion,
             exploration,
+            max_candidates=OPTIMIZE_CANDIDATES,
             progress=(lambda done, of: progress("optimize", done, of)) if progress else None,
         )
         if candidates:
@@ -101,6 +122,15 @@ def evaluate(
         if progress and (done % 1000 == 0 or done == total):
             progress("replay", done, total)
     data = report(replay.result(), meta=meta)
+    # what the evidence was measured against, so it is not applied to another champion
+    data["champion"] = {
+        "id": champion_id,
+        "name": champion_name,
+        "arguments": champion,
+        "exploration": exploration,
+    }
+    if optimized is not None:  # the gate corrects its bound for the candidates compared
+        data["optimization"] = {"candidatesCompared": OPTIMIZE_CANDIDATES}
     for policy in data["policies"]:  # report the arguments as given, without the exploration
         if policy["source"] == "Online":
             policy["arguments"] = champion
@@ -153,7 +183,7 @@ def run_job(database_url: str, evaluation_id: str) -> None:
             log.exception("evaluation %s failed", evaluation_id)
             error = f"The evaluation failed: {exc}"
         with engine.begin() as conn:
-            store.finish_sync(conn, evaluation_id, data, error)
+            store.finish_sync(conn, evaluation_id, row["created_at"], data, error)
     finally:
         engine.dispose()
 
@@ -233,7 +263,7 @@ class Runner:
             begins = begins.replace(tzinfo=UTC)
         if now < begins:
             return
-        every = durations.parse(str(document["autoOptimizationFrequency"]))
+        every = max(durations.parse(str(document["autoOptimizationFrequency"])), MIN_AUTO_FREQUENCY)
         latest = await store.latest_auto(self._engine)
         if latest is not None and now - latest < every:
             return

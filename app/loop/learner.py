@@ -102,12 +102,19 @@ class Learner:
 
     async def _sync_models(self) -> None:
         rows = await configuration.active(self._engine)
+        exploration = self._rules().exploration
         models = {}
         for row in rows:
             current = self.models.get(row.id)
-            if current is not None:
-                current.row = row  # its role may have changed
-            models[row.id] = current if current is not None else await self._newest_model(row)
+            if current is None:
+                models[row.id] = await self._newest_model(row)
+                continue
+            current.row = row  # its role may have changed
+            arguments = with_epsilon(row.arguments, exploration)
+            if current.policy.arguments != arguments:  # the exploration changed
+                model = current.policy.to_bytes()
+                current.policy = await asyncio.to_thread(Policy.from_bytes, arguments, model)
+            models[row.id] = current
         self.models = models
         await self._learn_available(list(models.values()))
         self.serving = models[rows[0].id]

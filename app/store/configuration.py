@@ -11,6 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.store.election import notify
 from app.store.tables import joined, policies, service_config, snapshots
 
+ROLES_LOCK = 720_103  # serializes every change of the policies' roles (and the checks before)
+
+
+async def lock_roles(conn: AsyncConnection) -> None:
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ROLES_LOCK)))
+
 
 @dataclass(frozen=True)
 class PolicyRow:
@@ -58,6 +64,7 @@ async def save_config(engine: AsyncEngine, document: dict[str, Any], new_model: 
             .values(document=document, updated_at=sa.func.now())
         )
         if new_model:
+            await lock_roles(conn)
             current = await _champion(conn)
             await _insert_champion(conn, current.name, current.arguments)
         await notify(conn, "config")
@@ -71,6 +78,7 @@ async def champion(engine: AsyncEngine) -> PolicyRow:
 async def replace_champion(engine: AsyncEngine, name: str, arguments: str) -> PolicyRow:
     """A new champion policy with a fresh model; the old one is retired."""
     async with engine.begin() as conn:
+        await lock_roles(conn)
         row = await _insert_champion(conn, name, arguments)
         await notify(conn, "config")
         return row
@@ -79,6 +87,7 @@ async def replace_champion(engine: AsyncEngine, name: str, arguments: str) -> Po
 async def import_model(engine: AsyncEngine, model: bytes) -> PolicyRow:
     """A new champion (same name and arguments) that starts from the imported model bytes."""
     async with engine.begin() as conn:
+        await lock_roles(conn)
         current = await _champion(conn)
         row = await _insert_champion(conn, current.name, current.arguments)
         await conn.execute(

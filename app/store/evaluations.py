@@ -63,15 +63,17 @@ def window_events(conn: Connection, start: datetime, end: datetime) -> Iterator[
         yield LoggedEvent(seq, float(timestamp), example, position, probability, reward)
 
 
-def champion_and_exploration(conn: Connection) -> tuple[str, str, float]:
-    """(name, arguments) of the champion and the configured exploration (0..1)."""
-    name, arguments = conn.execute(
-        sa.select(policies.c.name, policies.c.arguments).where(policies.c.role == "champion")
+def champion_and_exploration(conn: Connection) -> tuple[int, str, str, float]:
+    """(id, name, arguments) of the champion and the configured exploration (0..1)."""
+    policy_id, name, arguments = conn.execute(
+        sa.select(policies.c.id, policies.c.name, policies.c.arguments).where(
+            policies.c.role == "champion"
+        )
     ).one()
     document = conn.execute(
         sa.select(service_config.c.document).where(service_config.c.id == 1)
     ).scalar_one()
-    return name, arguments, float(document["explorationPercentage"])
+    return int(policy_id), name, arguments, float(document["explorationPercentage"])
 
 
 async def create(engine: AsyncEngine, row: dict[str, Any]) -> bool:
@@ -107,7 +109,10 @@ async def get(engine: AsyncEngine, evaluation_id: str) -> dict[str, Any] | None:
 
 async def list_all(engine: AsyncEngine) -> list[dict[str, Any]]:
     """Every evaluation without its report, newest first."""
-    columns = [c for c in evaluations.c if c.name != "report"]
+    columns = [
+        *(c for c in evaluations.c if c.name != "report"),
+        evaluations.c.report["optimalPolicy"].astext.label("optimal_policy"),
+    ]
     async with engine.connect() as conn:
         rows = (
             await conn.execute(sa.select(*columns).order_by(evaluations.c.created_at.desc()))
@@ -176,12 +181,21 @@ def load_sync(conn: Connection, evaluation_id: str) -> dict[str, Any] | None:
 
 
 def finish_sync(
-    conn: Connection, evaluation_id: str, report: dict[str, Any] | None, error: str | None
+    conn: Connection,
+    evaluation_id: str,
+    created_at: datetime,
+    report: dict[str, Any] | None,
+    error: str | None,
 ) -> None:
-    """Succeeded with its report, or Failed with the error (only while still Running)."""
+    """Succeeded with its report, or Failed with the error, if the evaluation is still the one
+    the job read (not deleted, nor deleted and created again under its id) and still Running."""
     conn.execute(
         sa.update(evaluations)
-        .where(evaluations.c.id == evaluation_id, evaluations.c.status == "Running")
+        .where(
+            evaluations.c.id == evaluation_id,
+            evaluations.c.created_at == created_at,
+            evaluations.c.status == "Running",
+        )
         .values(
             status="Failed" if error else "Succeeded",
             report=report,

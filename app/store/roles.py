@@ -15,11 +15,10 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store.configuration import insert_policy
+from app.store.configuration import insert_policy, lock_roles
 from app.store.election import notify
 from app.store.tables import decisions, joined, policies, policy_scores, promotions, snapshots
 
-ROLES_LOCK = 720_103  # serializes every change of role (and the checks before it)
 MAX_CHALLENGERS = 10
 
 
@@ -54,10 +53,6 @@ class Audit:
     previous_id: int
     evidence: dict[str, Any]
     evaluation_id: str | None = None
-
-
-async def _lock(conn: AsyncConnection) -> None:
-    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ROLES_LOCK)))
 
 
 async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
@@ -97,7 +92,7 @@ async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
 async def add_challenger(engine: AsyncEngine, name: str, arguments: str) -> int:
     """A challenger with a fresh model that learns the events final from now on; its id."""
     async with engine.begin() as conn:
-        await _lock(conn)
+        await lock_roles(conn)
         active = (
             await conn.execute(
                 sa.select(policies.c.name, policies.c.role).where(
@@ -135,7 +130,7 @@ async def _active_named(conn: AsyncConnection, name: str) -> Any:
 
 async def retire(engine: AsyncEngine, name: str) -> None:
     async with engine.begin() as conn:
-        await _lock(conn)
+        await lock_roles(conn)
         row = await _active_named(conn, name)
         if row["role"] == "champion":
             raise RoleError(
@@ -261,7 +256,7 @@ async def swap(engine: AsyncEngine, audit: Audit) -> None:
     """Make `audit.policy_id` the champion and `audit.previous_id` a challenger, if the
     champion is still `previous_id`; record the audit row; notify every worker."""
     async with engine.begin() as conn:
-        await _lock(conn)
+        await lock_roles(conn)
         champion = (
             await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
         ).scalar_one()
@@ -286,21 +281,29 @@ async def install(engine: AsyncEngine, name: str, arguments: str, audit: Audit) 
     """A new champion with a fresh model (from an evaluation); the old champion becomes a
     challenger. A name already active gets the evaluation's id appended."""
     async with engine.begin() as conn:
-        await _lock(conn)
+        await lock_roles(conn)
         champion = (
             await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
         ).scalar_one()
         if champion != audit.previous_id:
             raise RoleError("changed", "The champion changed meanwhile; ask again.")
-        taken = (
+        active = (
             await conn.execute(
-                sa.select(policies.c.id).where(
-                    policies.c.name == name, policies.c.role.in_(("champion", "challenger"))
+                sa.select(policies.c.name, policies.c.role).where(
+                    policies.c.role.in_(("champion", "challenger"))
                 )
             )
-        ).first()
-        if taken is not None:
-            name = f"{name} ({audit.evaluation_id})"
+        ).all()
+        if sum(role == "challenger" for _, role in active) >= MAX_CHALLENGERS:
+            raise RoleError(
+                "limit",
+                f"The champion would become the {MAX_CHALLENGERS + 1}th challenger; retire one.",
+            )
+        names = {n for n, _ in active}
+        base, count = name, 1
+        while name in names:  # an active name: number it
+            count += 1
+            name = f"{base} ({count})"
         await conn.execute(
             sa.update(policies).where(policies.c.id == champion).values(role="challenger")
         )
@@ -317,7 +320,8 @@ async def record(engine: AsyncEngine, audit: Audit) -> None:
 
 
 async def last_swap(engine: AsyncEngine) -> dict[str, Any] | None:
-    """The newest promotion or rollback that changed the champion."""
+    """The newest promotion or rollback that changed the champion (a rollback undoes only a
+    promotion: after a rollback there is nothing to roll back until the next promotion)."""
     async with engine.connect() as conn:
         row = (
             (

@@ -20,7 +20,7 @@ from tests.conftest import ADMIN_KEY, Server
 STUCK = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -q :: -l 0.0000001"
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(4)]
 BEST = {"x": "a1", "y": "a2", "z": "a3"}
-EVENTS = 1000
+EVENTS = 1500
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,12 @@ def test_auto_optimization_promotes_through_the_gate(server: Server, database_ur
             time.sleep(0.2)
     assert len(audit) == 1
     action, source, forced, audited_evaluation, name, evidence = audit[0]
-    assert (action, source, forced, audited_evaluation) == ("promote", "auto", False, evaluation_id)
+    assert (action, source, forced, audited_evaluation) == (
+        "promote",
+        "auto",
+        False,
+        evaluation_id,
+    ), evidence
     assert evidence["promote"] is True and evidence["evidence"]["lowerBound"] > 0
     with server.admin() as admin:
         policy = admin.get("/configurations/policy").json()

@@ -537,6 +537,8 @@ BAD_CREATES: list[tuple[str, dict[str, Any], str]] = [
         "InvalidPolicyConfiguration",
     ),
     ("window without logs", {"past": True}, "NoLogsExistInDateRange"),
+    ("start before 1970", {"startTime": "0001-01-01T00:00:00+05:00"}, "InvalidEvaluationContract"),
+    ("end after 9999", {"endTime": "9999-12-31T23:59:59-05:00"}, "InvalidEvaluationContract"),
 ]
 
 
@@ -565,6 +567,36 @@ def test_bad_create_is_refused(
         assert put.status_code == 400, put.text
         assert _error_code(put) == inner, put.text
     assert _scalar(db, "SELECT count(*) FROM evaluations") == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"intervalInMinutes": "²"},
+        {"intervalInMinutes": "7"},
+        {"window": "Sliding"},
+        {"startTime": "0001-01-01T00:00:00+05:00"},
+        {"swap": "1"},
+    ],
+)
+def test_bad_2022_query_is_refused(server: Server, traffic: Traffic, query: dict[str, str]) -> None:
+    now = datetime.now(UTC)
+    params = {"api-version": V2022, "startTime": _iso(now - timedelta(hours=1)),
+              "endTime": _iso(now)}  # fmt: skip
+    if query.pop("swap", None):
+        params["startTime"], params["endTime"] = params["endTime"], params["startTime"]
+    params.update(query)
+    with httpx.Client(base_url=server.url, headers=ADMIN_HEADERS) as admin:
+        body = _create_body(now - timedelta(hours=1), now + timedelta(minutes=1))
+        created = admin.put(
+            "/personalizer/evaluations/query-checks", params={"api-version": V2022}, json=body
+        )
+        assert created.status_code in (200, 400), created.text  # 400: made by an earlier case
+        answer = admin.get("/personalizer/evaluations/query-checks", params=params)
+        assert answer.status_code == 400, answer.text
+        for key in ("skip", "top"):
+            listed = admin.get("/personalizer/evaluations", params={"api-version": V2022, key: "²"})
+            assert listed.status_code == 400, listed.text
 
 
 def test_unknown_evaluation_is_404(server: Server, sdk: PersonalizerAdministrationClient) -> None:

@@ -387,6 +387,12 @@ def test_forced_promotion_is_audited_as_forced(
     answer = admin.post("/admin/policies/uniform/promote", json={"force": "yes"})
     assert answer.status_code == 400, answer.text
 
+    # a rollback undoes a promotion once: a second one would re-promote without the gate
+    answer = admin.post("/admin/policies/rollback")
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["innerError"]["code"] == "NothingToRollBack"
+    assert configured_policy(server)["name"] == "default"
+
 
 def test_audit_lists_every_decision_with_key_digests(
     admin: httpx.Client, shadow: dict[str, int], db
@@ -488,6 +494,11 @@ def test_apply_from_evaluation_goes_through_the_gate(
     with pytest.raises(HttpResponseError) as raised:
         sdk.apply_from_evaluation({"evaluationId": "no-such-evaluation", "policyName": "fast"})
     assert raised.value.status_code == 404
+    # the evaluation compared its policies with the champion of then: not evidence against now's
+    with pytest.raises(HttpResponseError) as raised:
+        sdk.apply_from_evaluation({"evaluationId": evaluation_id, "policyName": "fast-eval"})
+    assert raised.value.status_code == 409
+    assert raised.value.response.json()["error"]["innerError"]["code"] == "ChampionChanged"
     wait_scored_exactly_once(db)
 
 
@@ -569,3 +580,24 @@ def test_admin_policy_errors(server: Server, admin: httpx.Client, shadow: dict[s
     assert answer.status_code == 409, answer.text
     assert answer.json()["error"]["innerError"]["code"] == "TooManyChallengers"
     assert sum(v["role"] == "challenger" for v in views(admin)) == 10
+
+
+def test_exploration_change_reaches_every_policy(
+    server: Server, admin: httpx.Client, shadow: dict[str, int], db
+) -> None:
+    """With exploration 0 every policy is greedy: its probability of any logged action is 0 or
+    1, the challengers' too (their models are kept, their exploration changes)."""
+    changed_at = _scalar(db, "SELECT coalesce(max(seq), 0) FROM joined")
+    server.configure(explorationPercentage=0.0)
+    send_traffic(server, db, "greedy", 10)
+    wait_scored_exactly_once(db)
+    fast = shadow["fast"]
+    scores = [
+        p
+        for (p,) in db.execute(
+            "SELECT probability FROM policy_scores WHERE policy_id = %s AND seq > %s",
+            (fast, changed_at),
+        ).fetchall()
+    ]
+    assert len(scores) >= 10 * WORKERS
+    assert set(scores) <= {0.0, 1.0}, sorted(set(scores))[:5]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -23,6 +24,21 @@ BEST = {"x": "a1", "y": "a2", "z": "a3"}
 EVENTS = 1500
 
 
+CLIENTS = 4
+
+
+def _traffic(server: Server, client_index: int) -> None:
+    rng = random.Random(11 * 10 + client_index)
+    with server.client() as client:
+        for i in range(client_index, EVENTS, CLIENTS):
+            user = rng.choice("xyz")
+            body = {"contextFeatures": [{"user": {"t": user}}], "actions": ACTIONS,
+                    "eventId": f"auto-{i}"}  # fmt: skip
+            chosen = client.post("/rank", json=body).json()["rewardActionId"]
+            click = rng.random() < (0.9 if chosen == BEST[user] else 0.1)
+            assert client.post(f"/events/auto-{i}/reward", json={"value": float(click)})
+
+
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory):
     env = {"DS_PROMOTION_MIN_EVENTS": "500", "DS_PROMOTION_MIN_ESS": "50"}
@@ -34,15 +50,9 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory):
 def test_auto_optimization_promotes_through_the_gate(server: Server, database_url: str) -> None:
     with server.admin() as admin:
         assert admin.put("/configurations/policy", json={"name": "stuck", "arguments": STUCK})
-    rng = random.Random(11)
-    with server.client() as client:
-        for i in range(EVENTS):
-            user = rng.choice("xyz")
-            body = {"contextFeatures": [{"user": {"t": user}}], "actions": ACTIONS,
-                    "eventId": f"auto-{i}"}  # fmt: skip
-            chosen = client.post("/rank", json=body).json()["rewardActionId"]
-            click = rng.random() < (0.9 if chosen == BEST[user] else 0.1)
-            assert client.post(f"/events/auto-{i}/reward", json={"value": float(click)})
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        for done in [pool.submit(_traffic, server, c) for c in range(CLIENTS)]:
+            done.result()
     with psycopg.connect(database_url, autocommit=True) as db:
         deadline = time.monotonic() + 30
         while db.execute("SELECT count(*) FROM joined").fetchone()[0] < EVENTS:

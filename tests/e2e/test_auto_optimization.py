@@ -1,9 +1,10 @@
 """Auto-optimization: with `isAutoOptimizationEnabled`, the learner runs an Auto evaluation with
 policy optimization on its schedule and applies the optimal policy through the promotion gate.
 
-The champion here cannot learn (a learning rate of 1e-7) on a population with a strong signal,
-so the optimization finds better arguments and the gate, with thresholds this small traffic
-can meet, promotes them; the audit row says so."""
+The champion here has no interactions, so it cannot learn that the best action depends on the
+user (an additive model can only find the best action overall); the optimization finds
+interactions (`-q`), and the gate, with thresholds this small traffic can meet, promotes them;
+the audit row says so."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ import pytest
 
 from tests.conftest import ADMIN_KEY, Server
 
-STUCK = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -q :: -l 0.0000001"
+STUCK = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -l 0.5"  # no interactions
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(4)]
 BEST = {"x": "a1", "y": "a2", "z": "a3"}
-EVENTS = 1500
+EVENTS = 1000
 
 
 CLIENTS = 4
@@ -86,6 +87,7 @@ def test_auto_optimization_promotes_through_the_gate(server: Server, database_ur
             time.sleep(0.2)
     assert len(audit) == 1
     action, source, forced, audited_evaluation, name, evidence = audit[0]
+    print(evidence["evidence"])  # shown with -s or on failure
     assert (action, source, forced, audited_evaluation) == (
         "promote",
         "auto",

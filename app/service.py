@@ -92,6 +92,8 @@ class Service:
             await self.learner.refresh()
         elif payload == "evaluation" and self.election.leading:
             self.runner.wake()
+        elif payload.startswith("cancel:") and self.election.leading:
+            self.runner.cancel(payload.removeprefix("cancel:"))
 
     async def _evaluated(self, evaluation_id: str) -> None:
         """After a job: an Auto evaluation applies its optimal policy through the gate."""

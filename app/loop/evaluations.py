@@ -206,6 +206,7 @@ class Runner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self._running: str | None = None  # the evaluation the job process works on
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -213,6 +214,12 @@ class Runner:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def cancel(self, evaluation_id: str) -> None:
+        """Stop the job of a deleted evaluation (its result would be discarded anyway)."""
+        if self._process is not None and self._running == evaluation_id:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
 
     async def stop(self) -> None:
         if self._task is None:
@@ -239,6 +246,7 @@ class Runner:
 
     async def _run_one(self, evaluation_id: str) -> None:
         env = {**os.environ, JOB_URL_ENV: self._database_url, JOB_PARENT_ENV: str(os.getpid())}
+        self._running = evaluation_id
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app.loop.evaluations", evaluation_id, env=env
         )
@@ -249,7 +257,7 @@ class Runner:
                 self._process.kill()
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._process.wait())
-            self._process = None
+            self._process = self._running = None
         if code != 0:
             log.warning("evaluation job %s exited with %s; it will be retried", evaluation_id, code)
 

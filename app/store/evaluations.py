@@ -121,8 +121,11 @@ async def list_all(engine: AsyncEngine) -> list[dict[str, Any]]:
 
 
 async def delete(engine: AsyncEngine, evaluation_id: str) -> bool:
+    """Delete an evaluation; the learner stops its job if it is running (NOTIFY `cancel:`)."""
     async with engine.begin() as conn:
         result = await conn.execute(sa.delete(evaluations).where(evaluations.c.id == evaluation_id))
+        if result.rowcount:
+            await notify(conn, f"cancel:{evaluation_id}")
         return result.rowcount > 0
 
 

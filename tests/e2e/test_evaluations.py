@@ -666,6 +666,17 @@ def test_kill_9_during_an_evaluation_reruns_it(server: Server, traffic: Traffic,
     )
 
 
+def test_deleting_a_running_evaluation_stops_its_job(server: Server, traffic: Traffic, db) -> None:
+    with server.admin() as admin:
+        created = admin.post("/evaluations", json=_heavy_body("deleted while running"))
+        assert created.status_code == 201, created.text
+        evaluation_id = created.json()["id"]
+        jobs = _wait_until(lambda: _job_pids(server, evaluation_id), 15, "the job started")
+        assert admin.delete(f"/evaluations/{evaluation_id}").status_code == 204
+    _wait_until(lambda: not any(_alive(pid) for pid in jobs), 10, "the job stopped")
+    assert _scalar(db, "SELECT count(*) FROM evaluations WHERE id = %s", evaluation_id) == 0
+
+
 def test_a_job_that_keeps_dying_ends_failed(server: Server, traffic: Traffic, db) -> None:
     """Each start of the job is killed: after three starts the evaluation is Failed, never left
     Running, and the server goes on serving."""

@@ -46,7 +46,8 @@ class ServingModel:
     cursor: int  # last joined position learned
     events_learned: int
     saved_cursor: int  # cursor of the newest snapshot
-    scores: list[tuple[int, float]] = field(default_factory=list)  # (seq, p) not saved yet
+    # (seq, p, logging probability, reward) recorded since the last snapshot
+    scores: list[tuple[int, float, float, float]] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -288,7 +289,9 @@ def _learn(model: ServingModel, event: dict) -> None:
     try:
         if event["learning_mode"] == "Online":
             pmf = model.policy.score_and_learn(event["example"], *taught)
-            model.scores.append((event["seq"], pmf[taught[0]]))
+            model.scores.append(
+                (event["seq"], pmf[taught[0]], event["probability"], event["reward"])
+            )
         else:
             model.policy.learn_from(event["example"], *taught)
     except RuntimeError:  # VW refused this event: it must not stall the stream

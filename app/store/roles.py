@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.configuration import insert_policy, lock_roles
 from app.store.election import notify
-from app.store.tables import decisions, joined, policies, policy_scores, promotions, snapshots
+from app.store.tables import policies, policy_scores, promotions, snapshots
 
 MAX_CHALLENGERS = 10
 
@@ -181,16 +181,12 @@ async def paired_scores(
     champion = policy_scores.alias("champion")
     query = (
         sa.select(
-            joined.c.reward,
-            decisions.c.probability,
+            challenger.c.reward,
+            challenger.c.logged_probability,
             challenger.c.probability,
             champion.c.probability,
         )
-        .select_from(
-            challenger.join(champion, champion.c.seq == challenger.c.seq)
-            .join(joined, joined.c.seq == challenger.c.seq)
-            .join(decisions, decisions.c.event_id == joined.c.event_id)
-        )
+        .select_from(challenger.join(champion, champion.c.seq == challenger.c.seq))
         .where(challenger.c.policy_id == challenger_id, champion.c.policy_id == champion_id)
         .order_by(challenger.c.seq)
     )
@@ -208,11 +204,8 @@ async def paired_scores(
 async def score_sums(engine: AsyncEngine, champion_id: int) -> dict[int, dict[str, float]]:
     """Per active policy, additive sums of its scores over the final events it scored: n, Σw,
     Σw², Σwr, Σ(wr)², Σw²r, and of the paired difference with the champion: m, Σd, Σd²."""
-    w = policy_scores.c.probability / decisions.c.probability
-    r = joined.c.reward
-    scored = policy_scores.join(joined, joined.c.seq == policy_scores.c.seq).join(
-        decisions, decisions.c.event_id == joined.c.event_id
-    )
+    w = policy_scores.c.probability / policy_scores.c.logged_probability
+    r = policy_scores.c.reward
     active = sa.select(policies.c.id).where(policies.c.role.in_(("champion", "challenger")))
     moments = (
         sa.select(
@@ -224,15 +217,14 @@ async def score_sums(engine: AsyncEngine, champion_id: int) -> dict[int, dict[st
             sa.func.sum(w * r * w * r),
             sa.func.sum(w * w * r),
         )
-        .select_from(scored)
         .where(policy_scores.c.policy_id.in_(active))
         .group_by(policy_scores.c.policy_id)
     )
     champion = policy_scores.alias("champion")
-    d = r * (policy_scores.c.probability - champion.c.probability) / decisions.c.probability
+    d = r * (policy_scores.c.probability - champion.c.probability) / champion.c.logged_probability
     paired = (
         sa.select(policy_scores.c.policy_id, sa.func.count(), sa.func.sum(d), sa.func.sum(d * d))
-        .select_from(scored.join(champion, champion.c.seq == policy_scores.c.seq))
+        .select_from(policy_scores.join(champion, champion.c.seq == policy_scores.c.seq))
         .where(
             champion.c.policy_id == champion_id,
             policy_scores.c.policy_id.in_(active),

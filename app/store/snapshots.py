@@ -36,7 +36,7 @@ async def latest(engine: AsyncEngine, policy_id: int) -> Snapshot | None:
 
 async def save(
     engine: AsyncEngine,
-    saved: list[tuple[Snapshot, list[tuple[int, float]]]],
+    saved: list[tuple[Snapshot, list[tuple[int, float, float, float]]]],
     keep: int,
     champion_id: int,
 ) -> None:
@@ -49,8 +49,14 @@ async def save(
                 await conn.execute(
                     insert(policy_scores).on_conflict_do_nothing(),
                     [
-                        {"policy_id": snapshot.policy_id, "seq": seq, "probability": p}
-                        for seq, p in scores
+                        {
+                            "policy_id": snapshot.policy_id,
+                            "seq": seq,
+                            "probability": p,
+                            "logged_probability": logged,
+                            "reward": reward,
+                        }
+                        for seq, p, logged, reward in scores
                     ],
                 )
             await conn.execute(

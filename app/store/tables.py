@@ -116,6 +116,9 @@ policy_scores = sa.Table(
     sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True),  # joined.seq
     sa.Column("probability", sa.Float, nullable=False),
+    # the event's logging probability and final reward, copied so estimates read one table
+    sa.Column("logged_probability", sa.Float, nullable=False),
+    sa.Column("reward", sa.Float, nullable=False),
     sa.Index("ix_policy_scores_seq", "seq"),  # deleting logs deletes their scores by seq
 )
 

@@ -23,6 +23,8 @@ def upgrade() -> None:
         sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), primary_key=True),
         sa.Column("seq", sa.BigInteger, primary_key=True),
         sa.Column("probability", sa.Float, nullable=False),
+        sa.Column("logged_probability", sa.Float, nullable=False),
+        sa.Column("reward", sa.Float, nullable=False),
     )
     op.create_index("ix_policy_scores_seq", "policy_scores", ["seq"])
     op.create_table(

@@ -118,9 +118,7 @@ async def _create(svc: Service, evaluation_id: str, body: Any) -> dict[str, Any]
     if not await evaluations.create(svc.engine, {"id": evaluation_id, **row}):
         raise bad_request("EvaluationAlreadyExists", f"Evaluation '{evaluation_id}' exists.")
     svc.runner.wake()  # in a single process, start at once (other workers use NOTIFY)
-    created = await evaluations.get(svc.engine, evaluation_id)
-    assert created is not None
-    return created
+    return await _row(svc, evaluation_id)  # 404 only if deleted in between
 
 
 async def create_evaluation(request: Request) -> Response:

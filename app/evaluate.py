@@ -16,7 +16,7 @@ from typing import TextIO
 
 import sqlalchemy as sa
 
-from app.loop.evaluations import FIXED, NoEvents, evaluate, parse_moment
+from app.loop.evaluations import FIXED, NoEvents, evaluate_window, parse_moment
 from app.report import render_html
 from app.store.db import sync_url
 from policies.arguments import ArgumentsError, validate
@@ -105,17 +105,16 @@ def run(
     engine = sa.create_engine(sync_url(database_url))
     bar = ProgressBar()
     try:
-        with engine.connect() as conn, conn.begin():
-            conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-            data = evaluate(
-                conn,
-                start=start,
-                end=end,
-                custom=policies,
-                optimization=optimization,
-                meta=meta,
-                progress=bar,
-            )
+        data = evaluate_window(
+            engine,
+            read_only=True,
+            start=start,
+            end=end,
+            custom=policies,
+            optimization=optimization,
+            meta=meta,
+            progress=bar,
+        )
     except NoEvents as exc:
         raise UsageError(str(exc)) from None
     except sa.exc.OperationalError as exc:

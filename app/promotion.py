@@ -55,34 +55,42 @@ async def shadow_verdict(svc: Service, challenger_id: int, champion_id: int) -> 
 
 async def promote(
     svc: Service,
-    challenger_id: int,
-    challenger_name: str,
-    champion_id: int,
     verdict: Verdict,
     *,
+    policy_id: int | None,
+    policy_name: str,
+    champion_id: int,
     force: bool,
     key_id: str,
     source: str,
+    arguments: str | None = None,
     evaluation_id: str | None = None,
 ) -> Outcome:
-    """Swap in the challenger when the verdict allows it (or `force`); audit either way."""
+    """Make the candidate the champion when the verdict allows it (or `force`); audit either
+    way. A candidate with `policy_id` is a challenger (its model trained in shadow serves); one
+    without is installed with `arguments` and a fresh model (from an evaluation)."""
+    if policy_id is None and arguments is None:
+        raise ValueError("a candidate without a policy needs its arguments")
     promoted = verdict.promote or force
     audit = Audit(
         action="promote" if promoted else "refuse",
         forced=force,
         source=source,
         key_id=key_id,
-        policy_id=challenger_id,
-        policy_name=challenger_name,
+        policy_id=policy_id,
+        policy_name=policy_name,
         previous_id=champion_id,
         evidence=verdict.to_json(),
         evaluation_id=evaluation_id,
     )
-    if promoted:
-        await roles.swap(svc.engine, audit)
-        await svc.reload()  # this process switches now; the others on the notification
-    else:
+    if not promoted:
         await roles.record(svc.engine, audit)
+        return Outcome(promoted, verdict, force)
+    if policy_id is None:
+        await roles.install(svc.engine, policy_name, arguments, audit)  # type: ignore[arg-type]
+    else:
+        await roles.swap(svc.engine, audit)
+    await svc.reload()  # this process switches now; the others on the notification
     return Outcome(promoted, verdict, force)
 
 
@@ -197,22 +205,15 @@ async def apply_from_evaluation(
             f"Evaluation '{evaluation_id}' compared '{policy_name}' with another champion or "
             "exploration than the current ones; run a new evaluation.",
         )
-    verdict = replay_verdict(svc, report, policy)
-    promoted = verdict.promote or force
-    audit = Audit(
-        action="promote" if promoted else "refuse",
-        forced=force,
-        source=source,
-        key_id=key_id,
+    return await promote(
+        svc,
+        replay_verdict(svc, report, policy),
         policy_id=None,
         policy_name=policy_name,
-        previous_id=champion,
-        evidence=verdict.to_json(),
+        champion_id=champion,
+        force=force,
+        key_id=key_id,
+        source=source,
+        arguments=policy["arguments"],
         evaluation_id=evaluation_id,
     )
-    if promoted:
-        await roles.install(svc.engine, policy_name, policy["arguments"], audit)
-        await svc.reload()
-    else:
-        await roles.record(svc.engine, audit)
-    return Outcome(promoted, verdict, force)

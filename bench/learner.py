@@ -241,7 +241,8 @@ def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: st
     ratio = learner_rate / raw_rate
     print(
         "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL"
-        f"\n  in batches of {LEARN_BATCH} (the logged VW JSON text), parse, label, learn_one"
+        f"\n  in batches of {LEARN_BATCH} (the logged VW JSON text), parse, label,"
+        "\n  predict_then_learn_one (the pmf before learning is kept as the score)"
         "\n  (the service's code path)"
         "\nB raw     = vowpal-wabbit-next only, same events and order: parse_json on the same"
         "\n  JSON strings in memory + set_label + learn_one (no database)"

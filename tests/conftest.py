@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,20 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A direct connection to the module's database, to check what the server wrote."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
+
+
+def scalar(db: psycopg.Connection[Any], query: str, *params: object) -> Any:
+    """The one value a query returns."""
+    return db.execute(query, params).fetchone()[0]  # type: ignore[index]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `check` until it returns something true (returned), failing after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"{what}: not reached in {timeout} s"
+        time.sleep(0.1)
+    return result
 
 
 def rank_body(

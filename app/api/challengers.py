@@ -8,8 +8,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.api.common import KEY_HEADER, authorize, json_object, parse_json, read_body, read_json
-from app.api.configuration import MAX_NAME_LENGTH
+from app.api.common import (
+    KEY_HEADER,
+    authorize,
+    json_object,
+    parse_json,
+    read_body,
+    read_json,
+    required_text,
+)
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.keys import key_id
 from app.promotion import promote, rollback, shadow_verdict
@@ -19,7 +26,6 @@ from app.store.roles import RoleError
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
 from policies.estimators import MeanMoments, Moments
-from policies.features import is_plain_text
 
 
 def _caller(request: Request) -> str:
@@ -92,36 +98,23 @@ async def list_policies(request: Request) -> JSONResponse:
     return JSONResponse({"value": [_view(i, svc, sums.get(i.id)) for i in infos]})
 
 
-def _name(value: Any) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > MAX_NAME_LENGTH
-        or not is_plain_text(value)
-    ):
-        raise bad_request(
-            "InvalidPolicyContract", f"name is required: 1 to {MAX_NAME_LENGTH} characters."
-        )
-    return value
-
-
 async def add_policy(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
     body = json_object(
         await read_json(request, svc.settings.max_body_bytes, "InvalidPolicyContract"),
         "InvalidPolicyContract",
     )
-    name = _name(body.get("name"))
+    name = required_text(body.get("name"), "name", "InvalidPolicyContract")
     try:
         arguments = validate_arguments(body.get("arguments"))
     except ArgumentsError as exc:
         raise bad_request("InvalidPolicyConfiguration", str(exc)) from None
     try:
-        await roles.add_challenger(svc.engine, name, arguments)
+        added = await roles.add_challenger(svc.engine, name, arguments)
     except RoleError as exc:
         raise _role_error(exc) from None
     await svc.reload()
-    info = next(i for i in await roles.list_policies(svc.engine) if i.name == name)
+    info = next(i for i in await roles.list_policies(svc.engine) if i.id == added)
     return JSONResponse(_view(info, svc, None), status_code=201)
 
 
@@ -149,10 +142,10 @@ async def promote_policy(request: Request) -> JSONResponse:
         verdict = await shadow_verdict(svc, challenger, champion)
         outcome = await promote(
             svc,
-            challenger,
-            request.path_params["name"],
-            champion,
             verdict,
+            policy_id=challenger,
+            policy_name=request.path_params["name"],
+            champion_id=champion,
             force=force,
             key_id=_caller(request),
             source="admin",

@@ -9,8 +9,10 @@ from starlette.requests import Request
 
 from app.errors import ApiError, bad_request
 from app.service import Service
+from policies.features import is_plain_text
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
+MAX_NAME_LENGTH = 256
 _DENIED = (
     "Access denied due to invalid subscription key. "
     "Make sure to provide a valid key in the Ocp-Apim-Subscription-Key header."
@@ -72,6 +74,18 @@ def _too_large(limit: int) -> ApiError:
         f"The request body exceeds {limit} bytes.",
         "PayloadSizeExceeded",
     )
+
+
+def required_text(value: Any, field: str, inner: str) -> str:
+    """A name or id: printable text of 1 to MAX_NAME_LENGTH characters; else 400 (`inner`)."""
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_NAME_LENGTH
+        or not is_plain_text(value)
+    ):
+        raise bad_request(inner, f"{field} is required: 1 to {MAX_NAME_LENGTH} characters.")
+    return value
 
 
 def json_object(body: Any, inner: str) -> dict[str, Any]:

@@ -7,16 +7,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.api.common import authorize, json_object, read_json
+from app.api.common import authorize, json_object, read_json, required_text
 from app.errors import bad_request
 from app.service import Service
 from app.service_config import ConfigError, validate
 from app.store import apprentice, configuration
 from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME, ArgumentsError
 from policies.arguments import validate as validate_arguments
-from policies.features import is_plain_text
-
-MAX_NAME_LENGTH = 256
 
 
 async def _document(svc: Service) -> dict[str, Any]:
@@ -60,16 +57,7 @@ async def put_policy(request: Request) -> JSONResponse:
         await read_json(request, svc.settings.max_body_bytes, "InvalidPolicyContract"),
         "InvalidPolicyContract",
     )
-    name = body.get("name")
-    if (
-        not isinstance(name, str)
-        or not name.strip()
-        or len(name) > MAX_NAME_LENGTH
-        or not is_plain_text(name)
-    ):
-        raise bad_request(
-            "InvalidPolicyContract", f"name is required: 1 to {MAX_NAME_LENGTH} characters."
-        )
+    name = required_text(body.get("name"), "name", "InvalidPolicyContract")
     try:
         arguments = validate_arguments(body.get("arguments"))
     except ArgumentsError as exc:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from app.api.common import KEY_HEADER, authorize, json_object, read_json
-from app.api.configuration import MAX_NAME_LENGTH
+from app.api.common import KEY_HEADER, authorize, json_object, read_json, required_text
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.keys import key_id
-from app.loop.evaluations import FIXED, parse_moment
+from app.loop.evaluations import FIXED, iso, parse_moment
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.report import render_html
 from app.service import Service
@@ -28,23 +27,11 @@ from app.store.roles import RoleError
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
 from policies.evaluation import INTERVALS, WINDOWS, regroup
-from policies.features import is_plain_text
 
 V2022 = "2022-09-01-preview"
 MAX_CUSTOM_POLICIES = 10
 INNER = "InvalidEvaluationContract"
 V1_STATUS = {"Running": "pending", "Succeeded": "completed", "Failed": "failed"}
-
-
-def _text(value: Any, field: str, inner: str = INNER) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > MAX_NAME_LENGTH
-        or not is_plain_text(value)
-    ):
-        raise bad_request(inner, f"{field} is required: 1 to {MAX_NAME_LENGTH} characters.")
-    return value
 
 
 def _time(value: Any, field: str, inner: str = INNER) -> datetime:
@@ -67,7 +54,7 @@ def _count(value: str | None, field: str) -> int | None:
 def _contract(body: Any) -> dict[str, Any]:
     """The evaluation row of a create request; 400 with Personalizer's codes when invalid."""
     body = json_object(body, INNER)
-    name = _text(body.get("name"), "name")
+    name = required_text(body.get("name"), "name", INNER)
     start = _time(body.get("startTime"), "startTime")
     end = _time(body.get("endTime"), "endTime")
     if start >= end:
@@ -79,7 +66,9 @@ def _contract(body: Any) -> dict[str, Any]:
         raise bad_request(INNER, f"A maximum of {MAX_CUSTOM_POLICIES} custom policies are allowed.")
     custom, seen = [], {n.lower() for n in FIXED}
     for policy in given:
-        policy_name = _text(policy.get("name"), "Each policy's name", "InvalidPolicyContract")
+        policy_name = required_text(
+            policy.get("name"), "Each policy's name", "InvalidPolicyContract"
+        )
         if policy_name.lower() in seen:
             raise bad_request(
                 "DuplicateCustomPolicyNames",
@@ -133,7 +122,7 @@ async def create_evaluation(request: Request) -> Response:
 async def put_evaluation(request: Request) -> Response:
     """PUT evaluations/{id} (2022-09-01-preview): 200 with an empty body."""
     svc = authorize(request, admin=True)
-    evaluation_id = _text(request.path_params["evaluation_id"], "evaluationId")
+    evaluation_id = required_text(request.path_params["evaluation_id"], "evaluationId", INNER)
     body = await read_json(request, svc.settings.max_body_bytes, INNER)
     await _create(svc, evaluation_id, body)
     return Response(status_code=200)
@@ -190,8 +179,8 @@ async def apply(request: Request) -> Response:
     gate passes on the evaluation's evidence (409 with the evidence when not)."""
     svc = authorize(request, admin=True)
     body = json_object(await read_json(request, svc.settings.max_body_bytes, INNER), INNER)
-    evaluation_id = _text(body.get("evaluationId"), "evaluationId")
-    policy_name = _text(body.get("policyName"), "policyName")
+    evaluation_id = required_text(body.get("evaluationId"), "evaluationId", INNER)
+    policy_name = required_text(body.get("policyName"), "policyName", INNER)
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise bad_request(INNER, "force must be true or false.")
@@ -239,18 +228,14 @@ async def report_page(request: Request) -> Response:
 # -- shapes ------------------------------------------------------------------------------------
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 def _header(row: dict[str, Any]) -> dict[str, Any]:
     """The 2022 Evaluation without results."""
     header: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],
-        "startTime": _iso(row["start_time"]),
-        "endTime": _iso(row["end_time"]),
-        "creationTime": _iso(row["created_at"]),
+        "startTime": iso(row["start_time"]),
+        "endTime": iso(row["end_time"]),
+        "creationTime": iso(row["created_at"]),
         "status": row["status"],
         "evaluationType": row["evaluation_type"],
     }
@@ -279,12 +264,12 @@ def _v1(row: dict[str, Any], results: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": row["id"],
         "name": row["name"],
-        "startTime": _iso(row["start_time"]),
-        "endTime": _iso(row["end_time"]),
+        "startTime": iso(row["start_time"]),
+        "endTime": iso(row["end_time"]),
         "jobId": row["id"],
         "status": V1_STATUS.get(row["status"], row["status"]),
         "evaluationType": row["evaluation_type"],
-        "creationTime": _iso(row["created_at"]),
+        "creationTime": iso(row["created_at"]),
         "optimalPolicy": report.get("optimalPolicy", row.get("optimal_policy")),
         "featureImportance": [],
     }
@@ -366,8 +351,8 @@ def _v2022(
             }
         )
     body["content"] = {
-        "startTime": _iso(start),
-        "endTime": _iso(end),
+        "startTime": iso(start),
+        "endTime": iso(end),
         "intervalInMinutes": width,
         "value": value,
     }

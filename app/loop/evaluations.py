@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import durations
@@ -141,19 +141,29 @@ def evaluate(
     return data
 
 
+def evaluate_window(engine: Engine, *, read_only: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """`evaluate` in one REPEATABLE READ transaction, so both passes over the window (the
+    optimization sample and the replay) read the same events."""
+    level = "REPEATABLE READ READ ONLY" if read_only else "REPEATABLE READ"
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.text(f"SET TRANSACTION ISOLATION LEVEL {level}"))
+        return evaluate(conn, **kwargs)
+
+
 def meta_of(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "name": row["name"],
-        "startTime": _iso(row["start_time"]),
-        "endTime": _iso(row["end_time"]),
-        "createdAt": _iso(row["created_at"]),
+        "startTime": iso(row["start_time"]),
+        "endTime": iso(row["end_time"]),
+        "createdAt": iso(row["created_at"]),
         "evaluationType": row["evaluation_type"],
     }
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def iso(moment: datetime | None) -> str | None:
+    """A time as ISO 8601 in UTC with a `Z` (None stays None)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def run_job(database_url: str, evaluation_id: str) -> None:
@@ -167,16 +177,14 @@ def run_job(database_url: str, evaluation_id: str) -> None:
         request = row["request"]
         data, error = None, None
         try:
-            with engine.connect() as conn, conn.begin():  # one snapshot for both passes
-                conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-                data = evaluate(
-                    conn,
-                    start=row["start_time"],
-                    end=row["end_time"],
-                    custom=request.get("policies", []),
-                    optimization=bool(request.get("optimize")),
-                    meta=meta_of(row),
-                )
+            data = evaluate_window(
+                engine,
+                start=row["start_time"],
+                end=row["end_time"],
+                custom=request.get("policies", []),
+                optimization=bool(request.get("optimize")),
+                meta=meta_of(row),
+            )
         except NoEvents as exc:
             error = str(exc)
         except Exception as exc:
@@ -233,7 +241,7 @@ class Runner:
         while True:
             try:
                 await self._schedule_auto()
-                while (evaluation_id := await store.claim_next(self._engine, set())) is not None:
+                while (evaluation_id := await store.claim_next(self._engine)) is not None:
                     await self._run_one(evaluation_id)
                     await self._on_finished(evaluation_id)
             except asyncio.CancelledError:

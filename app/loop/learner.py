@@ -81,12 +81,11 @@ class Learner:
         """Serve the champion's newest snapshot; with `catch_up` (the learner), load every active
         policy and first learn every joined event after each one's cursor."""
         async with self._lock:
-            if not catch_up:
-                self.models = {}
-                self.serving = await self._newest_model(await configuration.champion(self._engine))
-            else:
-                self.models = {}
+            self.models = {}
+            if catch_up:
                 await self._sync_models()
+            else:
+                self.serving = await self._newest_model(await configuration.champion(self._engine))
             model = self.serving
             assert model is not None
             log.info("serving policy %s, model version %s", model.row.name, model.version)

@@ -140,36 +140,36 @@ async def latest_auto(engine: AsyncEngine) -> datetime | None:
         ).scalar_one()
 
 
-async def claim_next(engine: AsyncEngine, busy: set[str]) -> str | None:
-    """The oldest Running evaluation not in `busy`, with its attempt counted; an evaluation
-    whose job died MAX_ATTEMPTS times is marked Failed instead."""
+async def claim_next(engine: AsyncEngine) -> str | None:
+    """The oldest Running evaluation, with its attempt counted. Evaluations whose job died
+    MAX_ATTEMPTS times are marked Failed first."""
     async with engine.begin() as conn:
+        gave_up = evaluations.c.status == "Running", evaluations.c.attempts >= MAX_ATTEMPTS
+        await conn.execute(
+            sa.update(evaluations)
+            .where(*gave_up)
+            .values(
+                status="Failed",
+                finished_at=sa.func.now(),
+                error="The evaluation job stopped unexpectedly "
+                + sa.cast(evaluations.c.attempts, sa.Text)
+                + " times.",
+            )
+        )
         query = (
-            sa.select(evaluations.c.id, evaluations.c.attempts)
-            .where(evaluations.c.status == "Running", evaluations.c.id.not_in(busy or [""]))
+            sa.select(evaluations.c.id)
+            .where(evaluations.c.status == "Running")
             .order_by(evaluations.c.created_at)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        row = (await conn.execute(query)).first()
-        if row is None:
+        evaluation_id = (await conn.execute(query)).scalar_one_or_none()
+        if evaluation_id is None:
             return None
-        evaluation_id, attempts = row
-        if attempts >= MAX_ATTEMPTS:
-            await conn.execute(
-                sa.update(evaluations)
-                .where(evaluations.c.id == evaluation_id)
-                .values(
-                    status="Failed",
-                    finished_at=sa.func.now(),
-                    error=f"The evaluation job stopped unexpectedly {attempts} times.",
-                )
-            )
-            return await claim_next(engine, busy | {evaluation_id})
         await conn.execute(
             sa.update(evaluations)
             .where(evaluations.c.id == evaluation_id)
-            .values(attempts=attempts + 1)
+            .values(attempts=evaluations.c.attempts + 1)
         )
         return str(evaluation_id)
 

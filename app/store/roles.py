@@ -55,6 +55,29 @@ class Audit:
     evaluation_id: str | None = None
 
 
+async def _champion_id(conn: AsyncConnection) -> int:
+    return int(
+        (
+            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
+        ).scalar_one()
+    )
+
+
+async def _champion_still(conn: AsyncConnection, expected: int) -> int:
+    """The champion's id, if it is still `expected` (checked under the roles lock)."""
+    if await _champion_id(conn) != expected:
+        raise RoleError("changed", "The champion changed meanwhile; ask again.")
+    return expected
+
+
+async def _active_roles(conn: AsyncConnection) -> list[Any]:
+    """(name, role) of the champion and the challengers."""
+    query = sa.select(policies.c.name, policies.c.role).where(
+        policies.c.role.in_(("champion", "challenger"))
+    )
+    return list((await conn.execute(query)).all())
+
+
 async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
     """Every policy: the champion, the challengers, then the retired ones, newest first."""
     newest = (
@@ -93,13 +116,7 @@ async def add_challenger(engine: AsyncEngine, name: str, arguments: str) -> int:
     """A challenger with a fresh model that learns the events final from now on; its id."""
     async with engine.begin() as conn:
         await lock_roles(conn)
-        active = (
-            await conn.execute(
-                sa.select(policies.c.name, policies.c.role).where(
-                    policies.c.role.in_(("champion", "challenger"))
-                )
-            )
-        ).all()
+        active = await _active_roles(conn)
         if any(n == name for n, _ in active):
             raise RoleError("name", f"A policy named '{name}' is already active.")
         if sum(role == "challenger" for _, role in active) >= MAX_CHALLENGERS:
@@ -148,10 +165,7 @@ async def challenger_named(engine: AsyncEngine, name: str) -> tuple[int, int]:
         row = await _active_named(conn, name)
         if row["role"] == "champion":
             raise RoleError("champion", f"'{name}' is already the champion.")
-        champion = (
-            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
-        ).scalar_one()
-        return int(row["id"]), int(champion)
+        return int(row["id"]), await _champion_id(conn)
 
 
 async def policy_name(engine: AsyncEngine, policy_id: int) -> str:
@@ -165,11 +179,7 @@ async def policy_name(engine: AsyncEngine, policy_id: int) -> str:
 
 async def champion_id(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
-        return int(
-            (
-                await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
-            ).scalar_one()
-        )
+        return await _champion_id(conn)
 
 
 async def paired_scores(
@@ -249,11 +259,7 @@ async def swap(engine: AsyncEngine, audit: Audit) -> None:
     champion is still `previous_id`; record the audit row; notify every worker."""
     async with engine.begin() as conn:
         await lock_roles(conn)
-        champion = (
-            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
-        ).scalar_one()
-        if champion != audit.previous_id:
-            raise RoleError("changed", "The champion changed meanwhile; ask again.")
+        champion = await _champion_still(conn, audit.previous_id)
         role = (
             await conn.execute(sa.select(policies.c.role).where(policies.c.id == audit.policy_id))
         ).scalar_one_or_none()
@@ -271,21 +277,11 @@ async def swap(engine: AsyncEngine, audit: Audit) -> None:
 
 async def install(engine: AsyncEngine, name: str, arguments: str, audit: Audit) -> int:
     """A new champion with a fresh model (from an evaluation); the old champion becomes a
-    challenger. A name already active gets the evaluation's id appended."""
+    challenger. A name already active gets a number."""
     async with engine.begin() as conn:
         await lock_roles(conn)
-        champion = (
-            await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
-        ).scalar_one()
-        if champion != audit.previous_id:
-            raise RoleError("changed", "The champion changed meanwhile; ask again.")
-        active = (
-            await conn.execute(
-                sa.select(policies.c.name, policies.c.role).where(
-                    policies.c.role.in_(("champion", "challenger"))
-                )
-            )
-        ).all()
+        champion = await _champion_still(conn, audit.previous_id)
+        active = await _active_roles(conn)
         if sum(role == "challenger" for _, role in active) >= MAX_CHALLENGERS:
             raise RoleError(
                 "limit",

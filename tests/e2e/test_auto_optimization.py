@@ -37,7 +37,8 @@ def _traffic(server: Server, client_index: int) -> None:
                     "eventId": f"auto-{i}"}  # fmt: skip
             chosen = client.post("/rank", json=body).json()["rewardActionId"]
             click = rng.random() < (0.9 if chosen == BEST[user] else 0.1)
-            assert client.post(f"/events/auto-{i}/reward", json={"value": float(click)})
+            reward = client.post(f"/events/auto-{i}/reward", json={"value": float(click)})
+            assert reward.status_code == 204, reward.text
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,8 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory):
 
 def test_auto_optimization_promotes_through_the_gate(server: Server, database_url: str) -> None:
     with server.admin() as admin:
-        assert admin.put("/configurations/policy", json={"name": "stuck", "arguments": STUCK})
+        put = admin.put("/configurations/policy", json={"name": "stuck", "arguments": STUCK})
+        assert put.status_code == 200, put.text
     with ThreadPoolExecutor(CLIENTS) as pool:
         for done in [pool.submit(_traffic, server, c) for c in range(CLIENTS)]:
             done.result()

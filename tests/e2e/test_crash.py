@@ -31,7 +31,7 @@ import pytest
 from policies.features import Action
 from policies.ranking import eligible_indices
 from policies.vw import Policy
-from tests.conftest import ADMIN_KEY, Server
+from tests.conftest import ADMIN_KEY, Server, scalar, wait_until
 from tests.offline import offline_model
 
 SEED = 20240611
@@ -133,17 +133,6 @@ def _health(server: Server) -> dict:
     return httpx.get(f"{server.url}/healthz", timeout=10).json()
 
 
-def _scalar(db, query: str, *params: object):
-    return db.execute(query, params).fetchone()[0]
-
-
-def _wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout} s"
-        time.sleep(0.1)
-
-
 def _expected_pmf(offline: Policy, context: list[dict], excluded: list[str]) -> dict[str, float]:
     actions = [Action(a["id"], a["features"]) for a in ACTIONS]
     eligible = eligible_indices(actions, set(excluded))
@@ -171,7 +160,7 @@ def _assert_serves(server: Server, offline: Policy, when: str) -> None:
 
 
 def _learnable_after_start(db, policy_id: int) -> int:
-    return _scalar(
+    return scalar(
         db,
         "SELECT count(*) FROM joined WHERE learn"
         " AND seq > (SELECT start_seq FROM policies WHERE id = %s)",
@@ -193,7 +182,7 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
         json={"name": "shadow", "arguments": CHALLENGER},
     )
     assert added.status_code == 201, added.text
-    challenger_id = _scalar(db, "SELECT id FROM policies WHERE name = 'shadow'")
+    challenger_id = scalar(db, "SELECT id FROM policies WHERE name = 'shadow'")
 
     # -- traffic, with kill -9 at random moments ----------------------------------------------
     traffic = Traffic()
@@ -212,13 +201,13 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
             time.sleep(rng.uniform(1.2, 3.0))
             server.stop(signal.SIGKILL)
             at_kill = {
-                "max_seq": _scalar(db, "SELECT coalesce(max(seq), 0) FROM joined"),
-                "snapshot_cursor": _scalar(
+                "max_seq": scalar(db, "SELECT coalesce(max(seq), 0) FROM joined"),
+                "snapshot_cursor": scalar(
                     db,
                     "SELECT coalesce(max(cursor), -1) FROM snapshots WHERE policy_id = %s",
                     policy_id,
                 ),
-                "decisions": _scalar(db, "SELECT count(*) FROM decisions"),
+                "decisions": scalar(db, "SELECT count(*) FROM decisions"),
             }
             time.sleep(rng.uniform(0.0, 0.5))
             server.start()
@@ -249,11 +238,9 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     assert any(k["snapshot_cursor"] > 0 for k in kills), f"no snapshot between kills: {summary}"
 
     # -- everything final, learner caught up ---------------------------------------------------
-    _wait_until(
-        lambda: _scalar(db, "SELECT count(*) FROM pending") == 0, WAIT_S * 4, "pending empty"
-    )
-    max_seq = _scalar(db, "SELECT max(seq) FROM joined")
-    _wait_until(lambda: _health(server)["position"] == max_seq, 15, "learner caught up")
+    wait_until(lambda: scalar(db, "SELECT count(*) FROM pending") == 0, WAIT_S * 4, "pending empty")
+    max_seq = scalar(db, "SELECT max(seq) FROM joined")
+    wait_until(lambda: _health(server)["position"] == max_seq, 15, "learner caught up")
 
     # -- nothing acknowledged is lost ----------------------------------------------------------
     ranked = sorted(traffic.ranked)
@@ -277,11 +264,11 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     assert sum(stored_rewards.values()) <= sum(traffic.rewards_sent.values())
 
     # -- every decision joined exactly once ----------------------------------------------------
-    n_decisions = _scalar(db, "SELECT count(*) FROM decisions")
-    assert _scalar(db, "SELECT count(*) FROM joined") == n_decisions
-    assert _scalar(db, "SELECT count(DISTINCT event_id) FROM joined") == n_decisions
+    n_decisions = scalar(db, "SELECT count(*) FROM decisions")
+    assert scalar(db, "SELECT count(*) FROM joined") == n_decisions
+    assert scalar(db, "SELECT count(DISTINCT event_id) FROM joined") == n_decisions
     assert (
-        _scalar(
+        scalar(
             db,
             "SELECT count(*) FROM decisions d LEFT JOIN joined j USING (event_id)"
             " WHERE j.event_id IS NULL",
@@ -290,7 +277,7 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     )
     # no reward stored for the event: the default reward
     assert (
-        _scalar(
+        scalar(
             db,
             "SELECT count(*) FROM joined j WHERE reason = 'reward'"
             " AND NOT EXISTS (SELECT 1 FROM rewards r WHERE r.event_id = j.event_id)",
@@ -322,9 +309,9 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     _assert_serves(server, offline, "after the final kill")
 
     # -- the challenger scored every event it learned once, as an uninterrupted run would ------
-    _wait_until(
+    wait_until(
         lambda: (
-            _scalar(db, "SELECT count(*) FROM policy_scores WHERE policy_id = %s", challenger_id)
+            scalar(db, "SELECT count(*) FROM policy_scores WHERE policy_id = %s", challenger_id)
             >= _learnable_after_start(db, challenger_id)
         ),
         15,

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.conftest import ROOT, Server, rank_body
@@ -36,9 +37,10 @@ def logged(server: Server, database_url: str) -> str:
             answer = client.post("/rank", json=rank_body(context=[{"user": {"t": user}}]))
             chosen = answer.json()["rewardActionId"]
             value = 1.0 if chosen == ("a0" if user == "x" else "a1") else 0.0
-            assert client.post(f"/events/{answer.json()['eventId']}/reward", json={"value": value})
-    import psycopg
-
+            reward = client.post(
+                f"/events/{answer.json()['eventId']}/reward", json={"value": value}
+            )
+            assert reward.status_code == 204, reward.text
     with psycopg.connect(database_url, autocommit=True) as db:
         deadline = time.monotonic() + 30
         while db.execute("SELECT count(*) FROM joined").fetchone()[0] < EVENTS:

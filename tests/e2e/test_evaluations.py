@@ -22,7 +22,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +35,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import ResourceNotFoundError
 
 from policies.arguments import DEFAULT_ARGUMENTS
-from tests.conftest import ADMIN_KEY, Server
+from tests.conftest import ADMIN_KEY, Server, scalar, wait_until
 
 SEED = 20250307
 WAIT_S = 5
@@ -129,18 +129,6 @@ def _worker(server: Server, worker: int, traffic: Traffic) -> None:
             traffic.errors.append(f"worker {worker} crashed: {exc!r}")
 
 
-def _scalar(db, query: str, *params: object) -> Any:
-    return db.execute(query, params).fetchone()[0]
-
-
-def _wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout} s"
-        time.sleep(0.2)
-    return result
-
-
 @pytest.fixture(scope="module")
 def traffic(server: Server, database_url: str) -> Traffic:
     """~1,500 events over HTTP, all final when it returns."""
@@ -189,10 +177,10 @@ def traffic(server: Server, database_url: str) -> Traffic:
             time.sleep(max(0.0, ranked_at + WAIT_S + 1 - time.monotonic()))
             assert _post(client, f"/events/{event_id}/reward", record, 204, json={"value": 1.0})
     with psycopg.connect(database_url, autocommit=True) as db:
-        decisions = _scalar(db, "SELECT count(*) FROM decisions")
+        decisions = scalar(db, "SELECT count(*) FROM decisions")
         assert decisions == len(record.kinds)
-        _wait_until(
-            lambda: _scalar(db, "SELECT count(*) FROM joined") == decisions,
+        wait_until(
+            lambda: scalar(db, "SELECT count(*) FROM joined") == decisions,
             (WAIT_S + 2) * 4,
             "every event final",
         )
@@ -319,7 +307,7 @@ def _poll_v1(server: Server, evaluation_id: str, timeout: float = 60) -> dict[st
         body = answer.json()
         return body if body["status"] != "pending" else None
 
-    return _wait_until(done, timeout, f"evaluation {evaluation_id} finished")
+    return wait_until(done, timeout, f"evaluation {evaluation_id} finished")
 
 
 def _results(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -391,7 +379,7 @@ def test_sdk_evaluation_matches_the_logs(
         body = sdk.get_evaluation(evaluation_id, start_time=start, end_time=end)
         return body if body["status"] != "Running" else None
 
-    evaluation = _wait_until(finished, 60, "SDK evaluation finished")
+    evaluation = wait_until(finished, 60, "SDK evaluation finished")
     assert evaluation["status"] == "Succeeded", evaluation
     assert evaluation["id"] == evaluation_id
     assert evaluation["name"] == "SDK evaluation"
@@ -553,7 +541,7 @@ def test_bad_create_is_refused(
         start, end = end, start
     if changes.pop("past", False):
         start, end = now - timedelta(days=30), now - timedelta(days=29)
-    before = _scalar(db, "SELECT count(*) FROM evaluations")
+    before = scalar(db, "SELECT count(*) FROM evaluations")
     with server.admin() as admin:
         answer = admin.post("/evaluations", json=_create_body(start, end, **changes))
         assert answer.status_code == 400, answer.text
@@ -566,7 +554,7 @@ def test_bad_create_is_refused(
         )
         assert put.status_code == 400, put.text
         assert _error_code(put) == inner, put.text
-    assert _scalar(db, "SELECT count(*) FROM evaluations") == before
+    assert scalar(db, "SELECT count(*) FROM evaluations") == before
 
 
 @pytest.mark.parametrize(
@@ -634,22 +622,22 @@ def test_kill_9_during_an_evaluation_reruns_it(server: Server, traffic: Traffic,
         created = admin.post("/evaluations", json=_heavy_body("interrupted"))
         assert created.status_code == 201, created.text
     evaluation_id = created.json()["id"]
-    jobs = _wait_until(lambda: _job_pids(server, evaluation_id), 15, "the job process started")
-    assert _scalar(db, "SELECT status FROM evaluations WHERE id = %s", evaluation_id) == "Running"
+    jobs = wait_until(lambda: _job_pids(server, evaluation_id), 15, "the job process started")
+    assert scalar(db, "SELECT status FROM evaluations WHERE id = %s", evaluation_id) == "Running"
 
     # the server dies with SIGKILL; its job process must not outlive it
     server.stop(signal.SIGKILL)
-    _wait_until(
+    wait_until(
         lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid in jobs),
         10,
         "the job process died with the server",
     )
-    assert _scalar(db, "SELECT status FROM evaluations WHERE id = %s", evaluation_id) == "Running"
+    assert scalar(db, "SELECT status FROM evaluations WHERE id = %s", evaluation_id) == "Running"
     server.start()
 
     evaluation = _poll_v1(server, evaluation_id, timeout=120)
     assert evaluation["status"] == "completed", evaluation
-    assert _scalar(db, "SELECT attempts FROM evaluations WHERE id = %s", evaluation_id) == 2
+    assert scalar(db, "SELECT attempts FROM evaluations WHERE id = %s", evaluation_id) == 2
     sources = [p["policySource"] for p in evaluation["policyResults"]]
     assert sources[:3] == ["Online", "Baseline", "Random"]
     assert sources[3:7] == ["Custom"] * 4
@@ -671,10 +659,10 @@ def test_deleting_a_running_evaluation_stops_its_job(server: Server, traffic: Tr
         created = admin.post("/evaluations", json=_heavy_body("deleted while running"))
         assert created.status_code == 201, created.text
         evaluation_id = created.json()["id"]
-        jobs = _wait_until(lambda: _job_pids(server, evaluation_id), 15, "the job started")
+        jobs = wait_until(lambda: _job_pids(server, evaluation_id), 15, "the job started")
         assert admin.delete(f"/evaluations/{evaluation_id}").status_code == 204
-    _wait_until(lambda: not any(_alive(pid) for pid in jobs), 10, "the job stopped")
-    assert _scalar(db, "SELECT count(*) FROM evaluations WHERE id = %s", evaluation_id) == 0
+    wait_until(lambda: not any(_alive(pid) for pid in jobs), 10, "the job stopped")
+    assert scalar(db, "SELECT count(*) FROM evaluations WHERE id = %s", evaluation_id) == 0
 
 
 def test_a_job_that_keeps_dying_ends_failed(server: Server, traffic: Traffic, db) -> None:
@@ -686,7 +674,7 @@ def test_a_job_that_keeps_dying_ends_failed(server: Server, traffic: Traffic, db
     evaluation_id = created.json()["id"]
     killed: set[int] = set()
     for _ in range(3):
-        jobs = _wait_until(
+        jobs = wait_until(
             lambda: [p for p in _job_pids(server, evaluation_id) if p not in killed],
             15,
             "the job process (re)started",
@@ -697,14 +685,14 @@ def test_a_job_that_keeps_dying_ends_failed(server: Server, traffic: Traffic, db
     evaluation = _poll_v1(server, evaluation_id, timeout=30)
     assert evaluation["status"] == "failed", evaluation
     assert "3 times" in evaluation.get("description", ""), evaluation
-    assert _scalar(db, "SELECT attempts FROM evaluations WHERE id = %s", evaluation_id) == 3
+    assert scalar(db, "SELECT attempts FROM evaluations WHERE id = %s", evaluation_id) == 3
     assert not _job_pids(server, evaluation_id)
     with httpx.Client(base_url=server.url, headers=ADMIN_HEADERS) as admin:
         assert admin.get(f"/admin/evaluations/{evaluation_id}/report").status_code == 409
     # still Failed after a restart: it is not picked up again
     server.restart()
     time.sleep(1)
-    assert _scalar(db, "SELECT status FROM evaluations WHERE id = %s", evaluation_id) == "Failed"
+    assert scalar(db, "SELECT status FROM evaluations WHERE id = %s", evaluation_id) == "Failed"
     assert not _job_pids(server, evaluation_id)
 
 
@@ -726,7 +714,7 @@ def test_2022_timeseries_covers_the_evaluated_window(
         body = sdk.get_evaluation(evaluation_id, start_time=start, end_time=end)
         return body if body["status"] != "Running" else None
 
-    evaluation = _wait_until(finished, 60, "evaluation finished")
+    evaluation = wait_until(finished, 60, "evaluation finished")
     assert evaluation["status"] == "Succeeded", evaluation
     for policy in evaluation["content"]["value"]:
         points = policy["timeseries"]["data"]

@@ -22,7 +22,7 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.exceptions import HttpResponseError
 
 from policies.arguments import DEFAULT_ARGUMENTS
-from tests.conftest import ADMIN_KEY, API_KEY, Server
+from tests.conftest import ADMIN_KEY, API_KEY, Server, scalar, wait_until
 
 SEED = 20250308
 WORKERS = 4
@@ -77,18 +77,6 @@ def sdk(server: Server) -> Iterator[PersonalizerAdministrationClient]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _scalar(db, query: str, *params: object) -> Any:
-    return db.execute(query, params).fetchone()[0]
-
-
-def _wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"{what}: not reached in {timeout} s"
-        time.sleep(0.2)
-    return result
-
-
 def _worker(server: Server, prefix: str, worker: int, count: int, errors: list[str]) -> None:
     rng = random.Random(f"{SEED}-{prefix}-{worker}")
     try:
@@ -127,9 +115,9 @@ def send_traffic(server: Server, db, prefix: str, per_worker: int) -> list[str]:
         thread.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a traffic thread did not finish"
     assert not errors, errors[:10]
-    decisions = _scalar(db, "SELECT count(*) FROM decisions")
-    _wait_until(
-        lambda: _scalar(db, "SELECT count(*) FROM joined") == decisions, 30, "every event final"
+    decisions = scalar(db, "SELECT count(*) FROM decisions")
+    wait_until(
+        lambda: scalar(db, "SELECT count(*) FROM joined") == decisions, 30, "every event final"
     )
     return [f"{prefix}-{w}-{i}" for w in range(WORKERS) for i in range(per_worker)]
 
@@ -417,7 +405,7 @@ def test_audit_lists_every_decision_with_key_digests(
     times = [datetime.fromisoformat(r["at"]) for r in value]
     assert times == sorted(times, reverse=True)
     # the keys themselves are nowhere in the audit
-    dump = _scalar(db, "SELECT coalesce(string_agg(p::text, ' '), '') FROM promotions p")
+    dump = scalar(db, "SELECT coalesce(string_agg(p::text, ' '), '') FROM promotions p")
     assert ADMIN_KEY not in dump and API_KEY not in dump
     assert ADMIN_KEY not in answer.text
 
@@ -449,7 +437,7 @@ def test_apply_from_evaluation_goes_through_the_gate(
         body = sdk.get_evaluation(evaluation_id, start_time=start, end_time=end)
         return body if body["status"] != "Running" else None
 
-    evaluation = _wait_until(finished, 60, "evaluation finished")
+    evaluation = wait_until(finished, 60, "evaluation finished")
     assert evaluation["status"] == "Succeeded", evaluation
     summary = {p["name"]: p["summary"] for p in evaluation["content"]["value"]}
     assert summary["fast-eval"]["difference"]["lower"] > 0, summary["fast-eval"]
@@ -587,7 +575,7 @@ def test_exploration_change_reaches_every_policy(
 ) -> None:
     """With exploration 0 every policy is greedy: its probability of any logged action is 0 or
     1, the challengers' too (their models are kept, their exploration changes)."""
-    changed_at = _scalar(db, "SELECT coalesce(max(seq), 0) FROM joined")
+    changed_at = scalar(db, "SELECT coalesce(max(seq), 0) FROM joined")
     server.configure(explorationPercentage=0.0)
     send_traffic(server, db, "greedy", 10)
     wait_scored_exactly_once(db)

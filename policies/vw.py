@@ -5,11 +5,13 @@ The workspace is not thread-safe; the owner calls it from one thread at a time.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from typing import Any
 
 import vowpal_wabbit_next as vw
+from vowpal_wabbit_next import _core
 
 from policies.features import Action, vw_document
 
@@ -29,12 +31,31 @@ class Policy:
         args = [*shlex.split(arguments), "--quiet"]
         self._workspace = vw.Workspace(args, model_data=model)
         self._parser = vw.JsonFormatParser(self._workspace)
+        core = self._workspace._workspace
+        if core.get_is_multiline() and core.get_label_type() == vw.LabelType.CB:
+            # The hot paths (every rank calls `pmf_of`; the learner calls `score_and_learn` or
+            # `learn_from` for each event) call vowpal-wabbit-next's `_core` directly, as its
+            # public wrappers do (0.7, pinned <0.8): those wrap each parsed line in an `Example`
+            # and read the workspace's label type once per line to check labels, about half the
+            # learner's time. Their check passes on every call exactly when the workspace is
+            # multiline and takes CB labels (the only label we set), so it is made once, here.
+            self._parse = functools.partial(_core._parse_line_json, core)
+            self._set_label = _core.Example._set_label
+            self._predict = core.predict_multi_ex_one
+            self._learn = core.learn_multi_ex_one
+            self._predict_then_learn = core.predict_then_learn_multi_ex_one
+        else:  # any other workspace: the public API, with its checks on every call
+            self._parse = self._parser.parse_json
+            self._set_label = vw.Example.set_label
+            self._predict = self._workspace.predict_one
+            self._learn = self._workspace.learn_one
+            self._predict_then_learn = self._workspace.predict_then_learn_one
 
     def pmf_of(self, example: str) -> list[float]:
         """Probability of each action of an `example_text`, in its order (VW sorts them)."""
-        examples = self._parser.parse_json(example)
+        examples = self._parse(example)
         probabilities = [0.0] * (len(examples) - 1)
-        for index, probability in self._workspace.predict_one(examples):
+        for index, probability in self._predict(examples):
             probabilities[index] = float(probability)
         return probabilities
 
@@ -45,21 +66,24 @@ class Policy:
     def learn_from(self, example: str, chosen: int, cost: float, probability: float) -> None:
         """Learn that action `chosen` of an `example_text`, shown with `probability`, cost
         `cost` (= −reward)."""
-        examples = self._parser.parse_json(example)
-        examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
-        self._workspace.learn_one(examples)
+        self._learn(self._labelled(example, chosen, cost, probability))
 
     def score_and_learn(
         self, example: str, chosen: int, cost: float, probability: float
     ) -> list[float]:
         """The pmf of an `example_text` as it was before learning it (progressive validation),
         then learn it as `learn_from` does."""
-        examples = self._parser.parse_json(example)
-        examples[chosen + 1].set_label(vw.CBLabel(label=(0, cost, probability)))
+        examples = self._labelled(example, chosen, cost, probability)
         pmf = [0.0] * (len(examples) - 1)
-        for index, value in self._workspace.predict_then_learn_one(examples):
+        for index, value in self._predict_then_learn(examples):
             pmf[index] = float(value)
         return pmf
+
+    def _labelled(self, example: str, chosen: int, cost: float, probability: float) -> list:
+        """The parsed lines of an `example_text`, the line of action `chosen` labelled."""
+        examples = self._parse(example)
+        self._set_label(examples[chosen + 1], vw.CBLabel(label=(0, cost, probability)))
+        return examples
 
     def learn(
         self,

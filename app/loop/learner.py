@@ -234,7 +234,7 @@ class Learner:
             events = await joins.joined_after(self._engine, low, LEARN_BATCH)
             for event in events:
                 for model in models:
-                    if event["seq"] > model.cursor:
+                    if event.seq > model.cursor:
                         _learn(model, event)
                         learned += 1
                         if learned % YIELD_EVERY == 0:
@@ -270,30 +270,28 @@ class Learner:
             model.scores = model.scores[len(scores) :]
 
 
-def _learn(model: ServingModel, event: dict) -> None:
+def _learn(model: ServingModel, event: joins.JoinedEvent) -> None:
     """Teach `model` one joined event (recording its score first when the event is Online)."""
-    model.cursor = event["seq"]
-    if not event["learn"]:
+    model.cursor = event.seq
+    if not event.learn:
         return
     taught = lesson(
-        learning_mode=event["learning_mode"],
-        reward_position=event["reward_position"],
-        probability=event["probability"],
-        policy_position=event["policy_position"],
-        policy_probability=event["policy_probability"],
-        reward=event["reward"],
+        learning_mode=event.learning_mode,
+        reward_position=event.reward_position,
+        probability=event.probability,
+        policy_position=event.policy_position,
+        policy_probability=event.policy_probability,
+        reward=event.reward,
     )
     if taught is None:
         return
     try:
-        if event["learning_mode"] == "Online":
-            pmf = model.policy.score_and_learn(event["example"], *taught)
-            model.scores.append(
-                (event["seq"], pmf[taught[0]], event["probability"], event["reward"])
-            )
+        if event.learning_mode == "Online":
+            pmf = model.policy.score_and_learn(event.example, *taught)
+            model.scores.append((event.seq, pmf[taught[0]], event.probability, event.reward))
         else:
-            model.policy.learn_from(event["example"], *taught)
+            model.policy.learn_from(event.example, *taught)
     except RuntimeError:  # VW refused this event: it must not stall the stream
-        log.exception("policy %s could not learn joined event %s", model.row.id, event["seq"])
+        log.exception("policy %s could not learn joined event %s", model.row.id, event.seq)
         return
     model.events_learned += 1

@@ -6,13 +6,13 @@ The workspace is not thread-safe; the owner calls it from one thread at a time.
 from __future__ import annotations
 
 import functools
-import json
 import shlex
 from typing import Any
 
 import vowpal_wabbit_next as vw
 from vowpal_wabbit_next import _core
 
+from policies import codec
 from policies.features import Action, vw_document
 
 
@@ -22,7 +22,7 @@ class ModelError(ValueError):
 
 def example_text(context: list[dict[str, Any]], actions: list[Action]) -> str:
     """The VW JSON text of one decision over `actions` (what a policy ranks and learns from)."""
-    return json.dumps(vw_document(context, actions), separators=(",", ":"), ensure_ascii=False)
+    return codec.dumps_text(vw_document(context, actions))
 
 
 class Policy:

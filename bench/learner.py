@@ -6,9 +6,11 @@ Creates a fresh database `ds_bench_<random>` (on `--database-url`, else an embed
 fills it with N seeded synthetic final events (decisions + joined, nothing pending), then times,
 alternating, three times each:
   A. learner: `Learner.load(catch_up=True)` — read joined ⋈ decisions from PostgreSQL in
-     batches (the VW JSON text logged with each decision), parse, label and learn every event;
-  B. raw: vowpal-wabbit-next alone on the same events in the same order — `parse_json` on
-     the same JSON strings held in memory, `set_label`, `learn_one` (no database).
+     batches (the VW JSON text logged with each decision), parse, label and learn every event
+     (`Policy` calls vowpal-wabbit-next's core directly, without its public wrappers);
+  B. raw: vowpal-wabbit-next's public API alone on the same events in the same order —
+     `parse_json` on the same JSON strings held in memory, `set_label`, `learn_one` (no
+     database).
 Prints the medians against the targets, checks both models end identical, drops the database.
 """
 
@@ -242,10 +244,10 @@ def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: st
     print(
         "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL"
         f"\n  in batches of {LEARN_BATCH} (the logged VW JSON text), parse, label,"
-        "\n  predict_then_learn_one (the pmf before learning is kept as the score)"
-        "\n  (the service's code path)"
-        "\nB raw     = vowpal-wabbit-next only, same events and order: parse_json on the same"
-        "\n  JSON strings in memory + set_label + learn_one (no database)"
+        "\n  predict then learn (the pmf before learning is kept as the score), calling"
+        "\n  vowpal-wabbit-next's core directly (the service's code path)"
+        "\nB raw     = vowpal-wabbit-next's public API only, same events and order: parse_json"
+        "\n  on the same JSON strings in memory + set_label + learn_one (no database)"
         f"\nmedian of {RUNS} alternating runs; seconds: learner "
         + " ".join(f"{s:.3f}" for s in learner_s)
         + ", raw "

@@ -25,12 +25,20 @@ MAX_DEPTH = 8
 _FORBIDDEN = {chr(c) for c in range(33)} | {":", "|"} | {chr(c) for c in range(126, 141)}
 
 
+_SAFE_INT = 2**1023  # integers below this in magnitude convert to a finite float
+
+
 class FeatureError(ValueError):
     """The request's features break Personalizer's rules; the message says which."""
 
 
 def is_number(value: Any) -> bool:
     """A finite JSON number (not a bool); integers too large for a double are not."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is int and -_SAFE_INT < value < _SAFE_INT:
+        return True
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     try:
@@ -43,6 +51,8 @@ def is_plain_text(value: str) -> bool:
     """Text that can be stored and hashed: no NUL character, no lone surrogate."""
     if "\x00" in value:
         return False
+    if value.isascii():
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -92,6 +102,13 @@ def _clean_object(obj: dict[str, Any], where: str, depth: int) -> dict[str, Any]
 
 
 def _clean_value(key: str, value: Any, where: str, depth: int) -> Any:
+    kind = type(value)
+    if kind is str:
+        return _text(value, where)
+    if kind is float or kind is int:  # the common cases first, exactly (bool is not int here)
+        if not is_number(value):
+            raise FeatureError(f"{where}: feature '{key}' is not a finite number.")
+        return value
     if value is None:
         return "null"
     if isinstance(value, str):

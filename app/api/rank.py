@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
-from app.api.common import authorize, json_object, read_json
+from app.api.common import FastJSONResponse, authorize, json_object, read_json
 from app.errors import ApiError, bad_request
 from app.store import decisions
+from policies import codec
 from policies.features import (
     MAX_ID_LENGTH,
     Action,
@@ -23,7 +22,8 @@ from policies.features import (
     is_plain_text,
     parse_actions,
 )
-from policies.ranking import decide
+from policies.ranking import Decision, decide
+from policies.vw import Policy
 
 INVALID = "InvalidRankRequest"
 
@@ -90,32 +90,49 @@ def request_hash(req: RankRequest, event_id: str) -> str:
         "deferred": req.deferred,
         "eventId": event_id,
     }
-    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(codec.dumps(meaning, sort_keys=True)).hexdigest()
 
 
-def _answer(event_id: str, ranking: list[dict[str, Any]]) -> JSONResponse:
-    body = {"ranking": ranking, "eventId": event_id, "rewardActionId": ranking[0]["id"]}
-    return JSONResponse(body, status_code=201)
+@dataclass(frozen=True)
+class Ranked:
+    """A rank request decided, before anything is logged."""
+
+    request: RankRequest
+    event_id: str
+    digest: str
+    decision: Decision
+    ranking: list[dict[str, Any]]
 
 
-async def rank(request: Request) -> JSONResponse:
-    svc = authorize(request)
-    body = await read_json(request, svc.settings.max_body_bytes, INVALID)
+def rank_body(body: Any, policy: Policy, learning_mode: str) -> Ranked:
+    """Parse and clean a rank body, digest it, and let `policy` decide (no I/O)."""
     req = parse_rank_request(body)
     event_id = req.event_id or str(uuid.uuid4())
     digest = request_hash(req, event_id)
+    decision = decide(policy, req.context, req.actions, set(req.excluded), event_id, learning_mode)
+    ranking = [{"id": action_id, "probability": p} for action_id, p in decision.ranking]
+    return Ranked(req, event_id, digest, decision, ranking)
+
+
+def answer(event_id: str, ranking: list[dict[str, Any]]) -> FastJSONResponse:
+    body = {"ranking": ranking, "eventId": event_id, "rewardActionId": ranking[0]["id"]}
+    return FastJSONResponse(body, status_code=201)
+
+
+async def rank(request: Request) -> FastJSONResponse:
+    svc = authorize(request)
+    body = await read_json(request, svc.settings.max_body_bytes, INVALID)
     model = svc.serving
     mode = svc.rules.learning_mode
-    decision = decide(model.policy, req.context, req.actions, set(req.excluded), event_id, mode)
-    ranking = [{"id": action_id, "probability": p} for action_id, p in decision.ranking]
+    ranked = rank_body(body, model.policy, mode)
+    req, event_id, digest, decision = ranked.request, ranked.event_id, ranked.digest, ranked.decision
     row = {
         "event_id": event_id,
         "request_hash": digest,
         "context": req.context,
         "actions": [{"id": a.id, "features": a.features} for a in req.actions],
         "excluded": req.excluded,
-        "ranking": ranking,
+        "ranking": ranked.ranking,
         "reward_action": decision.reward_action,
         "probability": decision.probability,
         "policy_action": decision.policy_action,
@@ -130,7 +147,7 @@ async def rank(request: Request) -> JSONResponse:
         "deferred": req.deferred,
     }
     if await svc.writer.add_decision(row):
-        return _answer(event_id, ranking)
+        return answer(event_id, ranked.ranking)
     logged = await decisions.get(svc.engine, event_id)
     if logged is None or logged["request_hash"] != digest:
         raise ApiError(
@@ -139,4 +156,4 @@ async def rank(request: Request) -> JSONResponse:
             f"A different rank request was already logged with eventId '{event_id}'.",
             "EventIdConflict",
         )
-    return _answer(event_id, logged["ranking"])
+    return answer(event_id, logged["ranking"])

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.db import is_disconnect
-from app.store.tables import activations, decisions, pending, rewards
+from app.store.tables import decisions
+from policies import codec
 
 log = logging.getLogger(__name__)
 
@@ -134,30 +133,52 @@ class GroupCommitWriter:
         return [results[id(op)] for op in batch]
 
 
+# One statement per kind and batch, whatever the batch size: the rows travel as one JSON array
+# (encoded by orjson) that `json_populate_recordset` turns back into typed rows, so the text
+# never changes, psycopg prepares it once, and nothing is compiled or escaped per row.
+_DECISION_COLUMNS = ", ".join(c.name for c in decisions.columns if c.name != "created_at")
+INSERT_DECISIONS = f"""
+WITH inserted AS (
+    INSERT INTO decisions (created_at, {_DECISION_COLUMNS})
+    SELECT now(), {_DECISION_COLUMNS}
+    FROM json_populate_recordset(NULL::decisions, %(rows)s::json)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id, deferred
+), queued AS (
+    INSERT INTO pending (event_id, created_at, deferred)
+    SELECT event_id, now(), deferred FROM inserted
+)
+SELECT event_id FROM inserted
+"""
+
+# Rewards and activations of logged decisions, in the order they were received.
+INSERT_EVENTS = """
+WITH ops AS (
+    SELECT * FROM json_to_recordset(%(ops)s::json)
+        AS o(n int, kind text, event_id text, value float8, slot_id text)
+), known AS (
+    SELECT event_id FROM decisions WHERE event_id IN (SELECT event_id FROM ops)
+), saved_rewards AS (
+    INSERT INTO rewards (event_id, slot_id, value, received_at)
+    SELECT event_id, slot_id, value, now() FROM ops
+    WHERE kind = 'reward' AND event_id IN (SELECT event_id FROM known) ORDER BY n
+), saved_activations AS (
+    INSERT INTO activations (event_id, received_at)
+    SELECT event_id, now() FROM ops
+    WHERE kind = 'activation' AND event_id IN (SELECT event_id FROM known) ORDER BY n
+)
+SELECT event_id FROM known
+"""
+
+
 async def _write_decisions(conn: AsyncConnection, ops: list[_Op]) -> dict[int, bool]:
     if not ops:
         return {}
     first: dict[str, _Op] = {}
     for op in ops:  # two requests with one eventId in a batch: the first one is written
         first.setdefault(op.row["event_id"], op)
-    rows = [{**op.row, "created_at": sa.func.now()} for op in first.values()]
-    inserted = set(
-        (
-            await conn.execute(
-                insert(decisions)
-                .values(rows)
-                .on_conflict_do_nothing()
-                .returning(decisions.c.event_id)
-            )
-        ).scalars()
-    )
-    if inserted:
-        queue_rows = [
-            {"event_id": r["event_id"], "created_at": sa.func.now(), "deferred": r["deferred"]}
-            for r in rows
-            if r["event_id"] in inserted
-        ]
-        await conn.execute(insert(pending).values(queue_rows))
+    rows = codec.dumps_text([op.row for op in first.values()])
+    inserted = set((await conn.exec_driver_sql(INSERT_DECISIONS, {"rows": rows})).scalars())
     return {
         id(op): first[op.row["event_id"]] is op and op.row["event_id"] in inserted for op in ops
     }
@@ -166,20 +187,8 @@ async def _write_decisions(conn: AsyncConnection, ops: list[_Op]) -> dict[int, b
 async def _write_events(conn: AsyncConnection, ops: list[_Op]) -> dict[int, bool]:
     if not ops:
         return {}
-    ids = {op.row["event_id"] for op in ops}
-    known = set(
-        (
-            await conn.execute(sa.select(decisions.c.event_id).where(decisions.c.event_id.in_(ids)))
-        ).scalars()
-    )
-    for kind, table in (("reward", rewards), ("activation", activations)):
-        rows = [
-            {**op.row, "received_at": sa.func.now()}
-            for op in ops
-            if op.kind == kind and op.row["event_id"] in known
-        ]
-        if rows:
-            await conn.execute(insert(table).values(rows))
+    rows = codec.dumps_text([{"n": n, "kind": op.kind, **op.row} for n, op in enumerate(ops)])
+    known = set((await conn.exec_driver_sql(INSERT_EVENTS, {"ops": rows})).scalars())
     return {id(op): op.row["event_id"] in known for op in ops}
 
 

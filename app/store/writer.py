@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -100,7 +102,7 @@ class GroupCommitWriter:
     async def _commit_batch(self, batch: list[_Op]) -> None:
         try:
             results = await self._write(batch)
-        except DBAPIError as exc:
+        except (DBAPIError, psycopg.Error) as exc:
             if len(batch) == 1 or is_disconnect(exc):
                 for op in batch:
                     _resolve(op, exc)
@@ -136,12 +138,18 @@ class GroupCommitWriter:
 # One statement per kind and batch, whatever the batch size: the rows travel as one JSON array
 # (encoded by orjson) that `json_populate_recordset` turns back into typed rows, so the text
 # never changes, psycopg prepares it once, and nothing is compiled or escaped per row.
-_DECISION_COLUMNS = ", ".join(c.name for c in decisions.columns if c.name != "created_at")
-INSERT_DECISIONS = f"""
+# Decisions: one prepared INSERT per row, all rows of a batch sent in one pipeline (one round
+# trip), so PostgreSQL parses each JSON column once and nothing is compiled per request.
+# Rewards and activations: one statement per batch, its rows as one JSON array.
+_DECISION_COLUMNS = [c for c in decisions.columns if c.name != "created_at"]
+_JSON_COLUMNS = {c.name for c in _DECISION_COLUMNS if isinstance(c.type, JSONB)}
+_NAMES = ", ".join(c.name for c in _DECISION_COLUMNS)
+_PLACEHOLDERS = ", ".join(
+    "%s::jsonb" if c.name in _JSON_COLUMNS else "%s" for c in _DECISION_COLUMNS
+)
+INSERT_DECISION = f"""
 WITH inserted AS (
-    INSERT INTO decisions (created_at, {_DECISION_COLUMNS})
-    SELECT now(), {_DECISION_COLUMNS}
-    FROM json_populate_recordset(NULL::decisions, %(rows)s::json)
+    INSERT INTO decisions (created_at, {_NAMES}) VALUES (now(), {_PLACEHOLDERS})
     ON CONFLICT DO NOTHING
     RETURNING event_id, deferred
 ), queued AS (
@@ -177,8 +185,21 @@ async def _write_decisions(conn: AsyncConnection, ops: list[_Op]) -> dict[int, b
     first: dict[str, _Op] = {}
     for op in ops:  # two requests with one eventId in a batch: the first one is written
         first.setdefault(op.row["event_id"], op)
-    rows = codec.dumps_text([op.row for op in first.values()])
-    inserted = set((await conn.exec_driver_sql(INSERT_DECISIONS, {"rows": rows})).scalars())
+    params = [
+        [
+            codec.dumps_text(op.row[c.name]) if c.name in _JSON_COLUMNS else op.row[c.name]
+            for c in _DECISION_COLUMNS
+        ]
+        for op in first.values()
+    ]
+    driver = (await conn.get_raw_connection()).driver_connection
+    inserted: set[str] = set()
+    async with driver.cursor() as cursor:
+        await cursor.executemany(INSERT_DECISION, params, returning=True)
+        while True:  # one result per row: its eventId, or nothing when it was a duplicate
+            inserted.update(row[0] for row in await cursor.fetchall())
+            if not cursor.nextset():
+                break
     return {
         id(op): first[op.row["event_id"]] is op and op.row["event_id"] in inserted for op in ops
     }

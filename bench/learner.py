@@ -208,7 +208,8 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-async def bench(url: str, n: int, k: int, with_profile: bool) -> None:
+async def measure(url: str, n: int, k: int, with_profile: bool = False) -> dict[str, Any]:
+    """Set up N events on the (empty) database at `url`, time A and B; the figures."""
     t = time.perf_counter()
     migrate(url)
     engine = async_engine(url)
@@ -230,17 +231,31 @@ async def bench(url: str, n: int, k: int, with_profile: bool) -> None:
             elapsed, raw = run_raw(arguments, stream)
             raw_s.append(elapsed)
         check = same_model(arguments, learner, raw, k)
-        report(n, k, learner_s, raw_s, check)
         if with_profile:
             await profile(engine, arguments, n)
     finally:
         await engine.dispose()
-
-
-def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: str) -> None:
     learner_rate = n / statistics.median(learner_s)
     raw_rate = n / statistics.median(raw_s)
-    ratio = learner_rate / raw_rate
+    return {
+        "events": n,
+        "actions": k,
+        "arguments": arguments,
+        "learner_s": learner_s,
+        "raw_s": raw_s,
+        "learner_events_per_s": round(learner_rate),
+        "raw_events_per_s": round(raw_rate),
+        "ratio": round(learner_rate / raw_rate, 3),
+        "same_model": check,
+        "pass": learner_rate >= TARGET_RATE and learner_rate / raw_rate >= TARGET_RATIO,
+    }
+
+
+def report(figures: dict[str, Any]) -> None:
+    n, k = figures["events"], figures["actions"]
+    learner_s, raw_s = figures["learner_s"], figures["raw_s"]
+    learner_rate, raw_rate = figures["learner_events_per_s"], figures["raw_events_per_s"]
+    ratio = figures["ratio"]
     print(
         "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL"
         f"\n  in batches of {LEARN_BATCH} (the logged VW JSON text), parse, label,"
@@ -265,7 +280,7 @@ def report(n: int, k: int, learner_s: list[float], raw_s: list[float], check: st
     print(f"\n{'metric':<18} {'value':>10}  {'target':<10} result")
     for name, value, target, verdict in rows:
         print(f"{name:<18} {value:>10}  {target:<10} {verdict}".rstrip())
-    print(f"same model: {check}")
+    print(f"same model: {figures['same_model']}")
 
 
 def main() -> None:
@@ -280,7 +295,7 @@ def main() -> None:
     if args.events < 1 or not 1 <= args.actions <= 50:
         parser.error("--events must be at least 1 and --actions between 1 and 50")
     with postgres_server(args.database_url) as server, fresh_database(server) as url:
-        asyncio.run(bench(url, args.events, args.actions, args.profile))
+        report(asyncio.run(measure(url, args.events, args.actions, args.profile)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+"""`python3 -m bench`: the whole benchmark (see bench/suite.py)."""
+
+from bench.suite import main
+
+main()

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -72,6 +73,7 @@ class Learner:
         self._last_snapshot = time.monotonic()
         self._last_purge = time.monotonic() - PURGE_EVERY_S + 60  # first purge after a minute
         self._purge_task: asyncio.Task[None] | None = None
+        self._rewards_since: datetime | None = None  # see joins.LOOKBACK
         self.serving: ServingModel | None = None
         self.models: dict[int, ServingModel] = {}  # the learner's active policies, by id
 
@@ -187,6 +189,7 @@ class Learner:
     async def step(self) -> None:
         rules = self._rules()
         async with self._lock:
+            started = await joins.database_now(self._engine)
             while (
                 await joins.finalize(
                     self._engine,
@@ -200,10 +203,12 @@ class Learner:
                         aggregation=rules.aggregation,
                         default_reward=rules.default_reward,
                     ),
+                    self._rewards_since,
                 )
                 == joins.FINALIZE_BATCH
             ):
                 pass  # a backlog (e.g. events that expired while no learner ran)
+            self._rewards_since = started - joins.LOOKBACK
             if self.models:
                 await self._learn_available(list(self.models.values()))
         buffered = sum(len(m.scores) for m in self.models.values())

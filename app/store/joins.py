@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -17,6 +17,10 @@ from policies.join import Outcome
 FINALIZE_BATCH = 5000
 FINALIZE_LOCK = 720_102
 GRACE = timedelta(seconds=2)
+# A learner step looks for newly rewarded events among the rewards (and activations) received
+# since its previous step began, less this margin for transactions that commit late. A reward
+# that commits later still is found when its event's wait time ends (same reward, joined later).
+LOOKBACK = timedelta(seconds=5)
 
 
 class JoinedEvent(NamedTuple):
@@ -54,11 +58,15 @@ async def finalize(
     wait: timedelta,
     earliest: bool,
     decide: Callable[[Candidate], Outcome | None],
+    since: datetime | None = None,
 ) -> int:
     """Join every pending event that is final now, in one transaction; returns how many.
 
     Each joined event gets the next position of `joined_seq`, in decision order, and leaves
-    `pending` in the same transaction, so an event is joined exactly once.
+    `pending` in the same transaction, so an event is joined exactly once. With `earliest`,
+    events rewarded within their window are final at once: found among the rewards (and, for
+    deferred events, the activations) received since `since`, or within the last wait time
+    when `since` is None, so that a step's work does not grow with the reward rate.
     """
     now = sa.func.now()
     window_end = pending.c.created_at + wait
@@ -81,16 +89,34 @@ async def finalize(
     # with a reward received within their window and not waiting for an activation.
     candidates: Any = sa.select(pending.c.event_id).where(expired)
     if earliest:
+        recent: Any = now - (wait + GRACE)
+        if since is not None:
+            recent = sa.func.greatest(recent, since)
         rewarded = (
             sa.select(pending.c.event_id)
             .join(rewards, rewards.c.event_id == pending.c.event_id)
             .where(
-                rewards.c.received_at >= now - (wait + GRACE),
+                rewards.c.received_at >= recent,
                 rewards.c.received_at <= window_end,
                 sa.or_(sa.not_(pending.c.deferred), activated),
             )
         )
         candidates = sa.union(candidates, rewarded)
+        if since is not None:  # deferred events rewarded earlier and activated since
+            rewarded_before = sa.exists().where(
+                rewards.c.event_id == pending.c.event_id, rewards.c.received_at <= window_end
+            )
+            activated_now = (
+                sa.select(pending.c.event_id)
+                .join(activations, activations.c.event_id == pending.c.event_id)
+                .where(
+                    activations.c.received_at >= recent,
+                    activations.c.received_at <= window_end,
+                    pending.c.deferred,
+                    rewarded_before,
+                )
+            )
+            candidates = sa.union(candidates, activated_now)
     query = (
         sa.select(
             pending.c.event_id,
@@ -152,6 +178,11 @@ async def finalize(
             sa.delete(pending).where(pending.c.event_id.in_([c.event_id for c, _ in final]))
         )
     return len(final)
+
+
+async def database_now(engine: AsyncEngine) -> datetime:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.now()))).scalar_one()
 
 
 async def joined_after(engine: AsyncEngine, cursor: int, limit: int) -> list[JoinedEvent]:

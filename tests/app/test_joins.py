@@ -21,17 +21,25 @@ def _pending(conn: psycopg.Connection, event_id: str, age_s: float, deferred: bo
     )
 
 
-def _reward(conn: psycopg.Connection, event_id: str, value: float) -> None:
+def _reward(conn: psycopg.Connection, event_id: str, value: float, age_s: float = 0.0) -> None:
     conn.execute(
-        "INSERT INTO rewards (event_id, value, received_at) VALUES (%s, %s, now())",
-        (event_id, value),
+        "INSERT INTO rewards (event_id, value, received_at)"
+        " VALUES (%s, %s, now() - make_interval(secs => %s))",
+        (event_id, value, age_s),
     )
 
 
-def _finalize(url: str, wait: timedelta, earliest: bool = True) -> int:
+def _finalize(
+    url: str, wait: timedelta, earliest: bool = True, since_s: float | None = None
+) -> int:
+    """`joins.finalize`; `since_s`: rewards looked for since that many seconds ago."""
+
     async def run() -> int:
         engine = async_engine(url)
         try:
+            since = None
+            if since_s is not None:
+                since = await joins.database_now(engine) - timedelta(seconds=since_s)
             return await joins.finalize(
                 engine,
                 wait,
@@ -41,6 +49,7 @@ def _finalize(url: str, wait: timedelta, earliest: bool = True) -> int:
                     expired=c.expired, aggregation="earliest" if earliest else "sum",
                     default_reward=0.0,
                 ),
+                since,
             )  # fmt: skip
         finally:
             await engine.dispose()
@@ -82,3 +91,41 @@ def test_deferred_rewarded_unactivated_events_do_not_block_the_queue(
         assert conn.execute("SELECT seq FROM joined ORDER BY seq").fetchall() == [
             (i,) for i in range(1, 8)
         ]
+
+
+def test_a_step_looks_for_rewards_received_since_its_previous_one(database_url: str) -> None:
+    """With `since`, only rewards (and activations of deferred events) received since then
+    make an event final early; one rewarded before is final when its wait time closes, with
+    its reward."""
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM pending")  # what an earlier test left waiting
+        _pending(conn, "new", age_s=20, deferred=False)
+        _reward(conn, "new", 0.5, age_s=1)
+        _pending(conn, "old", age_s=20, deferred=False)
+        _reward(conn, "old", 0.75, age_s=15)  # a reward an earlier step already looked at
+        _pending(conn, "late-activation", age_s=20, deferred=True)
+        _reward(conn, "late-activation", 0.25, age_s=15)
+        conn.execute(
+            "INSERT INTO activations (event_id, received_at)"
+            " VALUES ('late-activation', now() - interval '1 second')"
+        )
+    assert _finalize(database_url, timedelta(minutes=10), since_s=5) == 2
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert _joined(conn) == {"new": 0.5, "late-activation": 0.25}
+    # a step without `since` (the first after a start) looks at the whole wait time
+    assert _finalize(database_url, timedelta(minutes=10)) == 1
+    # and an event that no step saw early is final when its wait time closes, with its reward
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        _pending(conn, "unseen", age_s=40, deferred=False)
+        _reward(conn, "unseen", 1.0, age_s=35)
+    assert _finalize(database_url, timedelta(minutes=10), since_s=5) == 0
+    assert _finalize(database_url, timedelta(seconds=30), since_s=5) == 1
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert _joined(conn) == {"new": 0.5, "late-activation": 0.25, "old": 0.75, "unseen": 1.0}
+
+
+def _joined(conn: psycopg.Connection) -> dict[str, float]:
+    names = ["new", "old", "late-activation", "unseen"]
+    rows = conn.execute("SELECT event_id, reward FROM joined WHERE event_id = ANY(%s)", (names,))
+    return dict(rows.fetchall())

@@ -50,7 +50,7 @@ class LoadResult:
     latencies_ms: list[float]  # of every answered request, sorted
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0  # transport errors and timeouts: no HTTP answer
-    max_lag_ms: float = 0.0  # how late the client wrote a request after its due time
+    max_lag_ms: float = 0.0  # open loop: how late the client's scheduler took a due request
     connections: int = 0  # connections opened
     client_cpu_s: float = 0.0
     unanswered: int = 0  # still waiting (or never sent) when the run's grace time ran out
@@ -66,7 +66,7 @@ class LoadResult:
         total = len(self.latencies_ms) + self.unanswered
         if not total:
             return math.nan
-        rank = max(1, math.ceil(q / 100 * total))
+        rank = max(1, math.ceil(round(q * total / 100, 9)))  # exact: 99.9 % of 1,000 is 999
         return self.latencies_ms[rank - 1] if rank <= len(self.latencies_ms) else math.inf
 
     @property
@@ -207,14 +207,27 @@ async def open_loop(
     result = LoadResult(offered=rate, sent=n, elapsed_s=0.0, latencies_ms=[])
     idle: collections.deque[_Connection] = collections.deque()
     line: collections.deque[tuple[float, bytes]] = collections.deque()  # due, not yet sent
+    alive: set[_Connection] = set()  # open connections, idle or busy
     opening = 0
     last_answer = 0.0
     tasks: set[asyncio.Task[None]] = set()
 
+    def spawn(coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def open_another() -> None:
+        """Open a connection for the line, unless `connections` are open or opening."""
+        nonlocal opening
+        alive.difference_update([c for c in alive if not c.usable])  # closed by the server
+        if line and len(alive) + opening < connections:
+            opening += 1
+            spawn(open_one())
+
     async def serve(conn: _Connection, due: float, raw: bytes) -> None:
         nonlocal last_answer
         while True:
-            result.max_lag_ms = max(result.max_lag_ms, (time.perf_counter() - due) * 1000)
             try:
                 status = await asyncio.wait_for(conn.request(raw), TIMEOUT_S)
             except (OSError, TimeoutError):
@@ -227,6 +240,7 @@ async def open_loop(
                 result.statuses[status] += 1
                 result.latencies_ms.append((done - due) * 1000)
             if not conn.usable:
+                open_another()  # the line must not wait for a connection that is gone
                 return
             if not line:
                 idle.append(conn)
@@ -238,23 +252,19 @@ async def open_loop(
         try:
             conn = await _connect(host, port)
         except OSError:
-            result.errors += 1
-            if line:
+            if line:  # the request this connection was for fails
                 line.popleft()
+                result.errors += 1
             return
         finally:
             opening -= 1
         result.connections += 1
+        alive.add(conn)
         if line:
             due, raw = line.popleft()
             await serve(conn, due, raw)
         else:
             idle.append(conn)
-
-    def spawn(coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
 
     t0 = time.perf_counter() + 0.05
     i = 0
@@ -263,15 +273,14 @@ async def open_loop(
         while i < n and t0 + i / rate <= now:  # everything due by now goes out
             due, raw = t0 + i / rate, requests[i % len(requests)]
             i += 1
+            result.max_lag_ms = max(result.max_lag_ms, (now - due) * 1000)
             while idle and not idle[0].usable:
                 idle.popleft()
             if idle:
                 spawn(serve(idle.popleft(), due, raw))
                 continue
             line.append((due, raw))
-            if result.connections + opening < connections:
-                opening += 1
-                spawn(open_one())
+            open_another()
         if i < n:
             await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
     end = t0 + duration_s + grace_s

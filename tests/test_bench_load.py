@@ -254,12 +254,6 @@ def test_open_loop_server_closing_connections_does_not_hang(close: str) -> None:
         assert not set(result.statuses) - {201}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open_loop caps connections *opened* (result.connections), not connections open: "
-    "once `connections` connections were closed by the server no new one is opened, and the "
-    "remaining requests wait in line and end unanswered",
-)
 def test_open_loop_replaces_connections_the_server_closed() -> None:
     server = Server(close=True)  # like a server that serves one request per connection
 
@@ -415,12 +409,6 @@ def test_percentile_nearest_rank() -> None:
     assert empty.line().startswith("closed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="percentile ranks with ceil(q / 100 * total): 99.9 / 100 * 1000 is 999.0000000000001 "
-    "in floating point, so p99.9 of 1,000 latencies is the 1,000th instead of the 999th "
-    "(p50, p95 and p99, the ones reported, are exact up to a million)",
-)
 def test_percentile_rank_is_exact() -> None:
     result = LoadResult(offered=None, sent=1000, elapsed_s=1.0, latencies_ms=list(range(1, 1001)))
     assert result.percentile(99.9) == 999

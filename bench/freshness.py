@@ -36,6 +36,18 @@ def _learned(client: httpx.Client) -> int:
     return int(client.get("/healthz").json()["eventsLearned"])
 
 
+def settle(url: str, quiet_s: float = 2.0, timeout_s: float = 120.0) -> None:
+    """Wait until the serving model's `eventsLearned` has not moved for `quiet_s` seconds."""
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        deadline = time.monotonic() + timeout_s
+        last, since = _learned(client), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+            time.sleep(0.2)
+            now = _learned(client)
+            if now != last:
+                last, since = now, time.monotonic()
+
+
 def measure(url: str, key: str, trials: int = 20, timeout_s: float = 10.0) -> dict[str, Any]:
     """Run `trials` probes against the service at `url`; latencies in ms."""
     latencies: list[float] = []

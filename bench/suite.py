@@ -164,9 +164,8 @@ def reward_part(server_url: str, duration: float, work: Path, say: Any) -> dict[
                 "saturation": saturate(service.url, common, duration),
                 "open_1000": offer(service.url, common, 1000, duration),
             }
-            # the rewards' events become final and are learned; then measure on a quiet service
-            say("reward → model")
-            time.sleep(2.0)
+            say("reward → model (once the rewarded events are learned)")
+            freshness.settle(service.url)
             figures["reward_to_model"] = freshness.measure(service.url, servers.API_KEY, 20)
         finally:
             service.stop()
@@ -230,9 +229,11 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         )
         out.append((f"estimators over {ev['events']:,} events, slowest call",
                     f"{slowest:.3f} s", f"<= {ESTIMATOR_S:g} s", slowest <= ESTIMATOR_S))  # fmt: skip
-        per_policy = ev["replay"]["full"]["events_per_s_per_learning_policy"]
-        out.append(("replay events/s per learning policy", f"{per_policy:,.0f}",
-                    f">= {REPLAY_RATE:,}", per_policy >= REPLAY_RATE))  # fmt: skip
+        alone = {k: v for k, v in ev["replay"]["alone"].items() if k != evaluation.REWARD_MODEL}
+        slowest_name = min(alone, key=lambda k: alone[k]["events_per_s"])
+        rate = alone[slowest_name]["events_per_s"]
+        out.append((f"replay events/s per policy (alone; slowest: {slowest_name})",
+                    f"{rate:,.0f}", f">= {REPLAY_RATE:,}", rate >= REPLAY_RATE))  # fmt: skip
     if "memory" in r:
         peak = r["memory"]["peak_rss_mb"]
         out.append((f"peak RSS, 1 process, {r['memory']['decisions_logged']:,} decisions",
@@ -314,9 +315,12 @@ def table(r: dict[str, Any]) -> str:
         lines += [
             "",
             f"estimators over {ev['events']:,} events (slowest call each): {per}",
-            f"replay of {ev['replay']['events']:,} events: {full['events_per_s']:,.0f} events/s"
-            f" for {len(ev['replay']['policies'])} policies and the reward model,"
-            f" {full['events_per_s_per_learning_policy']:,.0f} per learning policy",
+            f"replay of {ev['replay']['events']:,} events, each policy alone (events/s): "
+            + ", ".join(f"{k} {v['events_per_s']:,.0f}" for k, v in ev["replay"]["alone"].items()),
+            f"  all {len(ev['replay']['policies'])} policies and the reward model in one process"
+            f" (as an evaluation runs them): {full['events_per_s']:,.0f} events/s,"
+            f" {full['events_per_s_per_learning_policy']:,.0f} per learning policy,"
+            f" {full['events_per_s_per_workspace']:,.0f} per VW workspace",
         ]
     if "memory" in r:
         mem = r["memory"]

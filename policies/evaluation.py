@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 from array import array
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import vowpal_wabbit_next as vw
 
 from policies.estimators import (
     DM,
@@ -68,19 +66,14 @@ class RewardModel:
     """A VW `--cb_adf` regressor of every action's reward: the q̂(x, a) of DM and DR."""
 
     def __init__(self, arguments: str = REWARD_MODEL_ARGUMENTS) -> None:
-        self._workspace = vw.Workspace([*shlex.split(arguments), "--quiet"])
-        self._parser = vw.JsonFormatParser(self._workspace)
+        self._model = Policy(arguments)  # a CB learner too: Policy's fast paths apply
 
     def predict_then_learn(
         self, example: str, action: int, reward: float, probability: float
     ) -> list[float]:
         """Every action's predicted reward (−predicted cost) before learning the event."""
-        examples = self._parser.parse_json(example)
-        examples[action + 1].set_label(vw.CBLabel(label=(0, -reward, probability)))
-        rewards = [0.0] * (len(examples) - 1)
-        for index, cost in self._workspace.predict_then_learn_one(examples):
-            rewards[index] = -float(cost)
-        return rewards
+        costs = self._model.score_and_learn(example, action, -reward, probability)
+        return [-cost for cost in costs]
 
 
 @dataclass(frozen=True)

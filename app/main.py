@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -36,6 +37,10 @@ def create_app(settings: Settings, database_url: str, keys: Keys) -> Starlette:
             service = Service(settings, keys, engine, database_url, document)
             await service.start()
             app.state.service = service
+            # What startup built lives as long as the process: keep it out of the cyclic
+            # collector's full passes, which otherwise walk it all and stall requests.
+            gc.collect()
+            gc.freeze()
             try:
                 yield
             finally:

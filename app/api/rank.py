@@ -125,7 +125,8 @@ async def rank(request: Request) -> FastJSONResponse:
     model = svc.serving
     mode = svc.rules.learning_mode
     ranked = rank_body(body, model.policy, mode)
-    req, event_id, digest, decision = ranked.request, ranked.event_id, ranked.digest, ranked.decision
+    req, decision = ranked.request, ranked.decision
+    event_id, digest = ranked.event_id, ranked.digest
     row = {
         "event_id": event_id,
         "request_hash": digest,

@@ -23,6 +23,17 @@ def _database(settings: Settings) -> tuple[str, Any]:
     return url, handle
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `serve` runs uvicorn (the benchmark's no-database reference runs the same way)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
@@ -39,13 +50,7 @@ def serve(settings: Settings) -> None:
                 f"  API key:   {keys.api}\n  admin key: {keys.admin}",
                 flush=True,
             )
-        options = {
-            "host": settings.host,
-            "port": settings.port,
-            "log_level": settings.log_level,
-            "access_log": False,
-            "timeout_graceful_shutdown": 10,
-        }
+        options = uvicorn_options(settings)
         if settings.workers <= 1:
             from app.main import create_app
 

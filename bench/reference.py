@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from app.api.common import authorize, read_json
 from app.api.rank import INVALID, answer, rank_body
+from app.cli import uvicorn_options
 from app.errors import HANDLERS
 from app.keys import Keys
 from app.settings import Settings
@@ -75,13 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings.from_env(host=args.host, port=args.port, log_level=args.log_level)
     api = args.key or settings.api_key or "k"
-    options = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "access_log": False,
-        "timeout_graceful_shutdown": 10,
-    }
+    options = uvicorn_options(settings)
     if args.workers <= 1:
         uvicorn.run(create_app(Keys(api, api + "-admin"), settings), **options)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,6 @@ from starlette.requests import Request
 from app.api.common import FastJSONResponse, authorize, json_object, read_json
 from app.errors import ApiError, bad_request
 from app.store import decisions
-from policies import codec
 from policies.features import (
     MAX_ID_LENGTH,
     Action,
@@ -90,7 +90,10 @@ def request_hash(req: RankRequest, event_id: str) -> str:
         "deferred": req.deferred,
         "eventId": event_id,
     }
-    return hashlib.sha256(codec.dumps(meaning, sort_keys=True)).hexdigest()
+    # json, not orjson: their float spellings differ (1e-05 / 0.00001), and a retry must match
+    # the digest an earlier version logged
+    canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -74,6 +74,7 @@ class Learner:
         self._last_purge = time.monotonic() - PURGE_EVERY_S + 60  # first purge after a minute
         self._purge_task: asyncio.Task[None] | None = None
         self._rewards_since: datetime | None = None  # see joins.LOOKBACK
+        self._rewards_rules: tuple[str, timedelta] | None = None  # the rules it was taken under
         self.serving: ServingModel | None = None
         self.models: dict[int, ServingModel] = {}  # the learner's active policies, by id
 
@@ -190,6 +191,9 @@ class Learner:
         rules = self._rules()
         async with self._lock:
             started = await joins.database_now(self._engine)
+            # after a change of the join rules, look at the whole wait time once
+            rules_key = (rules.aggregation, rules.wait)
+            since = self._rewards_since if self._rewards_rules == rules_key else None
             while (
                 await joins.finalize(
                     self._engine,
@@ -203,12 +207,12 @@ class Learner:
                         aggregation=rules.aggregation,
                         default_reward=rules.default_reward,
                     ),
-                    self._rewards_since,
+                    since,
                 )
                 == joins.FINALIZE_BATCH
             ):
                 pass  # a backlog (e.g. events that expired while no learner ran)
-            self._rewards_since = started - joins.LOOKBACK
+            self._rewards_since, self._rewards_rules = started - joins.LOOKBACK, rules_key
             if self.models:
                 await self._learn_available(list(self.models.values()))
         buffered = sum(len(m.scores) for m in self.models.values())

@@ -33,11 +33,6 @@ KEEPALIVES = {
 }
 
 
-# No JIT: the service's statements are short, and PostgreSQL would JIT-compile the join query
-# (its estimate passes jit_above_cost on a large `pending`) for ~30 ms on every learner step.
-SESSION_OPTIONS = "-c jit=off"
-
-
 def async_engine(url: str, pool_size: int = 8) -> AsyncEngine:
     return create_async_engine(
         sync_url(url),
@@ -45,7 +40,7 @@ def async_engine(url: str, pool_size: int = 8) -> AsyncEngine:
         max_overflow=4,
         pool_pre_ping=True,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5, "options": SESSION_OPTIONS, **KEEPALIVES},
+        connect_args={"connect_timeout": 5, **KEEPALIVES},
     )
 
 

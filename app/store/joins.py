@@ -132,6 +132,9 @@ async def finalize(
     )
     async with engine.begin() as conn:
         await hold_finalization(conn)
+        # No JIT: the query's estimate grows with `pending` past jit_above_cost, and PostgreSQL
+        # would spend ~30 ms compiling it on every learner step.
+        await conn.execute(sa.select(sa.func.set_config("jit", "off", True)))
         rows = (await conn.execute(query)).mappings().all()
         final: list[tuple[Candidate, Outcome]] = []
         for row in rows:

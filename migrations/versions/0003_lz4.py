@@ -35,5 +35,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if not _has_lz4():  # nothing was changed (and before PostgreSQL 14 there is no SET COMPRESSION)
+        return
     for column in COLUMNS:
         op.execute(f"ALTER TABLE decisions ALTER COLUMN {column} SET COMPRESSION DEFAULT")

@@ -26,6 +26,17 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
+def embedded_server() -> Iterator[str]:
+    """An embedded PostgreSQL in a temporary directory, for as long as the context lasts."""
+    with tempfile.TemporaryDirectory(prefix="ds-bench-pg-") as tmp:
+        url, handle = start_embedded(Path(tmp))
+        try:
+            yield url
+        finally:
+            handle.cleanup()
+
+
+@contextlib.contextmanager
 def postgres_server(url: str) -> Iterator[str]:
     """`url` if it answers, else an embedded PostgreSQL in a temporary directory."""
     try:
@@ -33,12 +44,8 @@ def postgres_server(url: str) -> Iterator[str]:
             pass
     except psycopg.Error:
         print(f"{url.split('@')[-1]} unreachable: starting an embedded PostgreSQL")
-        with tempfile.TemporaryDirectory(prefix="ds-bench-pg-") as tmp:
-            embedded, handle = start_embedded(Path(tmp))
-            try:
-                yield embedded
-            finally:
-                handle.cleanup()
+        with embedded_server() as embedded:
+            yield embedded
         return
     yield _libpq(url)
 

@@ -46,7 +46,7 @@ from typing import Any
 import psycopg
 
 from bench import evaluation, freshness, learner, memory, servers
-from bench.database import fresh_database, postgres_server
+from bench.database import embedded_server, fresh_database, postgres_server
 
 RATES = (200, 1000, 2000)
 ACTIONS = (5, 50)
@@ -365,7 +365,8 @@ def database_server() -> Iterator[tuple[str, str]]:
         with postgres_server(url) as server:
             yield server, "DATABASE_URL" if server == url.replace("+psycopg", "") else "embedded"
         return
-    with postgres_server("postgresql://nobody@127.0.0.1:1/none") as server:
+    print("DATABASE_URL is not set: starting an embedded PostgreSQL", file=sys.stderr)
+    with embedded_server() as server:
         yield server, "embedded"
 
 

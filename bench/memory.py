@@ -11,8 +11,6 @@ HTTP. The figure is each process's peak resident set (VmHWM).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,18 +26,6 @@ DECISION_COLUMNS = (
     " policy_action, policy_probability, example, reward_position, policy_position, policy_id,"
     " policy_name, model_version, learning_mode, deferred"
 )
-
-
-def _load(url: str, *args: str) -> dict[str, Any]:
-    """One `bench.load` run in its own process; its JSON figures."""
-    import json
-
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.load", "--url", url, "--key", servers.API_KEY, "--json",
-         *args],
-        check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def grow_log(database_url: str, decisions: int) -> float:
@@ -80,7 +66,7 @@ def measure(database_url: str, decisions: int, http_calls: int, work: Path) -> d
     """Start the service on a fresh, migrated-by-it database at `database_url`; the figures."""
     service = servers.start_service(database_url, 1, work / "memory-data", work / "memory-1.log")
     try:
-        _load(service.url, "--bodies", str(SEED_RANKS), "--actions", "5", "--once",
+        servers.run_load(service.url, "--bodies", str(SEED_RANKS), "--actions", "5", "--once",
               "--event-prefix", "seed")  # fmt: skip
     finally:
         service.stop()
@@ -91,9 +77,9 @@ def measure(database_url: str, decisions: int, http_calls: int, work: Path) -> d
         catch_up_s = time.perf_counter() - t
         health = httpx.get(service.url + "/healthz", timeout=10).json()
         after_catch_up = {str(pid): servers.rss_mb(pid) for pid in service.pids}
-        ranks = _load(service.url, "--bodies", str(http_calls), "--actions", "5", "--once",
+        ranks = servers.run_load(service.url, "--bodies", str(http_calls), "--actions", "5", "--once",
                       "--event-prefix", "mem-http")  # fmt: skip
-        rewards = _load(service.url, "--bodies", str(http_calls), "--once", "--rewards",
+        rewards = servers.run_load(service.url, "--bodies", str(http_calls), "--once", "--rewards",
                         "--event-prefix", "mem-http")  # fmt: skip
         after_http = {str(pid): servers.rss_mb(pid) for pid in service.pids}
     finally:

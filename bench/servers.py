@@ -7,6 +7,7 @@ it does not go). `rss_mb` reads each process's peak resident set (VmHWM) from /p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -111,6 +113,13 @@ def start_reference(workers: int, log: Path) -> Server:
         log,
         "/personalizer/v1.0/rank",
     )
+
+
+def run_load(url: str, *args: str) -> dict[str, Any]:
+    """One `bench.load` run in its own process against `url`; its JSON figures."""
+    argv = [sys.executable, "-m", "bench.load", "--url", url, "--key", API_KEY, "--json", *args]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def rss_mb(pid: int) -> dict[str, float]:

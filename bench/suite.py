@@ -34,7 +34,6 @@ import contextlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,13 +64,6 @@ FRESHNESS_MS = 100.0
 REPLAY_RATE = 10_000
 ESTIMATOR_S = 1.0
 RSS_MB = 300.0
-
-
-def load(url: str, *args: str) -> dict[str, Any]:
-    """One `bench.load` run in its own process; its JSON figures."""
-    argv = [sys.executable, "-m", "bench.load", "--url", url, "--key", servers.API_KEY, "--json"]
-    out = subprocess.run([*argv, *args], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def machine() -> dict[str, Any]:
@@ -109,7 +101,7 @@ def saturate(url: str, common: list[str], duration: float) -> dict[str, Any]:
     runs = []
     for connections in SATURATION_CONNECTIONS:
         options = f"--concurrency {connections} --duration {duration} --warmup 1"
-        runs.append(load(url, *common, *options.split()))
+        runs.append(servers.run_load(url, *common, *options.split()))
     best = max(runs, key=lambda run: run["achieved_per_s"])
     tried = {str(c): run for c, run in zip(SATURATION_CONNECTIONS, runs, strict=True)}
     return {**best, "tried": tried}
@@ -118,12 +110,12 @@ def saturate(url: str, common: list[str], duration: float) -> dict[str, Any]:
 def offer(url: str, common: list[str], rate: float, duration: float) -> dict[str, Any]:
     """Open loop at `rate`/s."""
     options = f"--rate {rate} --duration {duration} --warmup 0 --grace {GRACE_S}"
-    return load(url, *common, *options.split())
+    return servers.run_load(url, *common, *options.split())
 
 
 def rank_runs(server: servers.Server, actions: int, duration: float) -> dict[str, Any]:
     common = ["--actions", str(actions), "--bodies", "1000"]
-    load(server.url, *common, "--concurrency", "8", "--duration", "2", "--warmup", "0")
+    servers.run_load(server.url, *common, "--concurrency", "8", "--duration", "2", "--warmup", "0")
     figures = {"saturation": saturate(server.url, common, duration)}
     for rate in RATES:
         figures[f"open_{rate}"] = offer(server.url, common, rate, duration)
@@ -164,7 +156,9 @@ def reward_part(server_url: str, duration: float, work: Path, say: Any) -> dict[
         try:
             say("reward: logging the rank events to reward")
             n = 20_000
-            load(service.url, *f"--bodies {n} --actions 5 --once --event-prefix r".split())
+            servers.run_load(
+                service.url, *f"--bodies {n} --actions 5 --once --event-prefix r".split()
+            )
             say("reward: saturation and 1,000/s")
             common = ["--rewards", "--event-prefix", "r", "--bodies", str(n)]
             figures: dict[str, Any] = {

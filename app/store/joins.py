@@ -49,8 +49,10 @@ class Candidate:
 async def hold_finalization(conn: AsyncConnection) -> None:
     """Until this transaction ends, no other one finalizes: positions commit in the order they
     are taken (a reader of `joined` never sees a later one first), and deleting logs never
-    races an event becoming final."""
-    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK)))
+    races an event becoming final. No JIT in it either: the join query's estimate grows with
+    `pending` past jit_above_cost, and PostgreSQL would spend ~30 ms compiling it per step."""
+    jit_off = sa.func.set_config("jit", "off", True)
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK), jit_off))
 
 
 async def finalize(
@@ -132,9 +134,6 @@ async def finalize(
     )
     async with engine.begin() as conn:
         await hold_finalization(conn)
-        # No JIT: the query's estimate grows with `pending` past jit_above_cost, and PostgreSQL
-        # would spend ~30 ms compiling it on every learner step.
-        await conn.execute(sa.select(sa.func.set_config("jit", "off", True)))
         rows = (await conn.execute(query)).mappings().all()
         final: list[tuple[Candidate, Outcome]] = []
         for row in rows:

@@ -135,9 +135,6 @@ class GroupCommitWriter:
         return [results[id(op)] for op in batch]
 
 
-# One statement per kind and batch, whatever the batch size: the rows travel as one JSON array
-# (encoded by orjson) that `json_populate_recordset` turns back into typed rows, so the text
-# never changes, psycopg prepares it once, and nothing is compiled or escaped per row.
 # Decisions: one prepared INSERT per row, all rows of a batch sent in one pipeline (one round
 # trip), so PostgreSQL parses each JSON column once and nothing is compiled per request.
 # Rewards and activations: one statement per batch, its rows as one JSON array.

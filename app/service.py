@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.keys import Keys
 from app.loop.evaluations import Runner
 from app.loop.learner import Learner, ServingModel
+from app.process import this_process
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.service_config import Rules
 from app.settings import Settings
@@ -41,8 +42,11 @@ class Service:
             lambda: self.rules,
             self.settings.snapshots_kept,
             self.settings.join_interval,
+            lambda: self.writer.answered(),
         )
-        self.writer = GroupCommitWriter(self.engine, self._committed, self.settings.db_timeout)
+        self.writer = GroupCommitWriter(
+            self.database_url, self._committed, self.settings.db_timeout, this_process()
+        )
         self.election = Election(self.database_url, self._lead, self._step_down, self._notified)
         self.runner = Runner(self.engine, self.database_url, lambda: self.document, self._evaluated)
 

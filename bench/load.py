@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 RANK_PATH = "/personalizer/v1.0/rank"
 REWARD_PATH = "/personalizer/v1.0/events/{}/reward"
+ACTIVATE_PATH = "/personalizer/v1.0/events/{}/activate"
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
 MAX_CONNECTIONS = 256
 TIMEOUT_S = 30.0
@@ -452,6 +453,24 @@ def reward_requests(url: str, key: str, n: int, event_prefix: str) -> list[bytes
     ]
 
 
+def activation_requests(url: str, key: str, n: int, event_prefix: str) -> list[bytes]:
+    """Activations (no body) of the events prefix-0 … prefix-(n−1)."""
+    _, _, host = _split(url)
+    path = ACTIVATE_PATH
+    return [
+        encode_request(host, path.format(event_id(event_prefix, i)), b"", {KEY_HEADER: key})
+        for i in range(n)
+    ]
+
+
+def refused_requests(url: str, key: str, n: int, actions: int, features: int = 20) -> list[bytes]:
+    """Rank bodies the service refuses with 400 (an empty eventId), read to their end first."""
+    _, _, host = _split(url)
+    rng = random.Random(SEED)
+    bodies = [encode(rank_body(rng, actions, features, event_id="")) for _ in range(n)]
+    return [encode_request(host, RANK_PATH, b, {KEY_HEADER: key}) for b in bodies]
+
+
 def run(coroutine: Any) -> LoadResult:
     """Run a load coroutine on uvloop when it is installed; the result carries the client's
     CPU seconds."""
@@ -484,6 +503,12 @@ def main() -> None:
         "--rewards", action="store_true", help="send rewards for PREFIX-i instead of ranks"
     )
     parser.add_argument(
+        "--activations", action="store_true", help="send activations of PREFIX-i instead of ranks"
+    )
+    parser.add_argument(
+        "--refused", action="store_true", help="send rank bodies refused with 400 (empty eventId)"
+    )
+    parser.add_argument(
         "--once", action="store_true", help="closed loop: send each of the bodies once, then stop"
     )
     parser.add_argument(
@@ -494,10 +519,14 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
+    if (args.rewards or args.activations) and not args.event_prefix:
+        parser.error("--rewards and --activations need --event-prefix")
     if args.rewards:
-        if not args.event_prefix:
-            parser.error("--rewards needs --event-prefix")
         requests = reward_requests(args.url, args.key, args.bodies, args.event_prefix)
+    elif args.activations:
+        requests = activation_requests(args.url, args.key, args.bodies, args.event_prefix)
+    elif args.refused:
+        requests = refused_requests(args.url, args.key, args.bodies, args.actions, args.features)
     else:
         requests = rank_requests(
             args.url, args.key, args.bodies, args.actions, args.features, args.event_prefix
@@ -517,7 +546,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result.summary()))
     else:
-        print(f"{args.url}  {'rewards' if args.rewards else 'ranks'}  {result.line()}")
+        kind = "rewards" if args.rewards else "activations" if args.activations else "ranks"
+        print(f"{args.url}  {kind}  {result.line()}")
 
 
 if __name__ == "__main__":

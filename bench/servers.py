@@ -1,4 +1,4 @@
-"""The processes a benchmark drives: the real service and the no-database reference.
+"""The processes a benchmark drives: the real service, the no-database reference, the lean one.
 
 Each runs as its own process group (uvicorn's parent and, with `workers` > 1, its worker
 processes), found by port, waited for until it answers, and stopped with SIGTERM (SIGKILL when
@@ -108,6 +108,21 @@ def start_reference(workers: int, log: Path) -> Server:
     # GET on the POST-only route: 405 once it serves
     return _spawn(
         f"reference ({workers} worker{'s' * (workers > 1)})",
+        argv,
+        dict(os.environ),
+        log,
+        "/personalizer/v1.0/rank",
+    )
+
+
+def start_lean(workers: int, log: Path) -> Server:
+    """`bench.lean`: the useful VW work of a rank, nothing else."""
+    argv = [
+        sys.executable, "-m", "bench.lean", "--port", str(free_port()),
+        "--workers", str(workers), "--log-level", "warning",
+    ]  # fmt: skip
+    return _spawn(
+        f"lean ({workers} worker{'s' * (workers > 1)})",
         argv,
         dict(os.environ),
         log,

@@ -44,7 +44,7 @@ from typing import Any
 
 import psycopg
 
-from bench import evaluation, freshness, learner, memory, servers
+from bench import commit, evaluation, freshness, learner, memory, servers
 from bench.database import embedded_server, fresh_database, postgres_server
 
 RATES = (200, 1000, 2000)
@@ -58,6 +58,8 @@ OUT = Path(__file__).with_name("results.json")
 RANK_RATIO = 0.5
 RANK_P99_MS = 10.0
 RANK_P99_RATE = 1000
+SEQ_RANK_SLACK_MS = 0.5  # one client: rank p50 <= lone commit + lean rank + this
+SEQ_REWARD_SLACK_MS = 0.3  # one client: reward p50 <= lone commit + the service's 400 + this
 LEARNER_RATE = 10_000
 LEARNER_RATIO = 0.5
 FRESHNESS_MS = 100.0
@@ -130,16 +132,20 @@ def rank_part(server_url: str, duration: float, work: Path, say: Any) -> dict[st
                 url, workers, work / f"data-{workers}", work / f"service-{workers}.log"
             )
             reference = servers.start_reference(workers, work / f"reference-{workers}.log")
+            lean = servers.start_lean(workers, work / f"lean-{workers}.log")
             try:
                 for actions in ACTIONS:
                     key = f"{actions}_actions_{workers}_workers"
                     row: dict[str, Any] = {}
-                    for name, server in (("reference", reference), ("service", service)):
+                    for name, server in (
+                        ("lean", lean), ("reference", reference), ("service", service)
+                    ):  # fmt: skip
                         say(f"rank: {actions} actions, {workers} worker(s), {name}")
                         row[name] = rank_runs(server, actions, duration)
                     durable = row["service"]["saturation"]["achieved_per_s"]
-                    plain = row["reference"]["saturation"]["achieved_per_s"]
-                    row["throughput_ratio"] = round(durable / plain, 3) if plain else None
+                    for name, ratio in (("reference", "throughput_ratio"), ("lean", "lean_ratio")):
+                        plain = row[name]["saturation"]["achieved_per_s"]
+                        row[ratio] = round(durable / plain, 3) if plain else None
                     results[key] = row
                 results[f"rss_{workers}_workers_after_rank_runs"] = {
                     str(pid): servers.rss_mb(pid) for pid in service.pids
@@ -147,7 +153,38 @@ def rank_part(server_url: str, duration: float, work: Path, say: Any) -> dict[st
             finally:
                 service.stop()
                 reference.stop()
+                lean.stop()
     return results
+
+
+def sequential_part(server_url: str, duration: float, work: Path, say: Any) -> dict[str, Any]:
+    """One client, one call after another (`bench.load` at concurrency 1, 5-action bench body):
+    the service's rank, reward, activate and 400 answer, and the lean reference's rank; beside
+    them the database's lone durable commit of a decision-shaped row, in the same database."""
+    n = max(500, int(duration * 300))  # distinct events: more than one client sends in a run
+    with fresh_database(server_url) as url:
+        service = servers.start_service(url, 1, work / "data-seq", work / "sequential.log")
+        lean = servers.start_lean(1, work / "lean-seq.log")
+        try:
+            say("sequential: the database's lone commit")
+            figures: dict[str, Any] = {"lone_commit": commit.probe(url, 2000)}
+            once = ["--concurrency", "1", "--once", "--bodies", str(n), "--event-prefix", "seq"]
+            closed = ["--concurrency", "1", "--duration", str(duration), "--warmup", "1"]
+            runs = {
+                "lean_rank": (lean.url, [*closed, "--actions", "5"]),
+                "rank": (service.url, [*once, "--actions", "5"]),
+                "reward": (service.url, [*once, "--rewards"]),
+                "activate": (service.url, [*once, "--activations"]),
+                "refused_400": (service.url, [*closed, "--refused", "--actions", "5"]),
+            }
+            for name, (url_, options) in runs.items():
+                say(f"sequential: {name}")
+                figures[name] = servers.run_load(url_, *options)
+            figures["lone_commit_after"] = commit.probe(url, 2000)
+        finally:
+            service.stop()
+            lean.stop()
+    return figures
 
 
 def reward_part(server_url: str, duration: float, work: Path, say: Any) -> dict[str, Any]:
@@ -191,10 +228,25 @@ def memory_part(server_url: str, decisions: int, work: Path, say: Any) -> dict[s
 def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     """(target, measured, wanted, met) for each target of the issue."""
     out: list[tuple[str, str, str, bool]] = []
+    seq = r.get("sequential")
+    if seq:
+        floor = lone_commit_p50(seq)
+        rank_p50, lean_p50 = seq["rank"]["p50_ms"], seq["lean_rank"]["p50_ms"]
+        wanted = floor + lean_p50 + SEQ_RANK_SLACK_MS
+        out.append(("one client: rank p50 <= lone commit + lean rank + 0.5 ms", _ms(rank_p50),
+                    f"<= {wanted:.2f} ms", rank_p50 <= wanted))  # fmt: skip
+        reward_p50, refused_p50 = seq["reward"]["p50_ms"], seq["refused_400"]["p50_ms"]
+        wanted = floor + refused_p50 + SEQ_REWARD_SLACK_MS
+        out.append(("one client: reward p50 <= lone commit + service 400 + 0.3 ms",
+                    _ms(reward_p50), f"<= {wanted:.2f} ms", reward_p50 <= wanted))  # fmt: skip
     rank = r.get("rank", {})
     for key, row in rank.items():
         if not key.endswith("_workers") or "throughput_ratio" not in row:
             continue
+        if row.get("lean_ratio") is not None:
+            ratio = row["lean_ratio"]
+            out.append((f"rank throughput durable/lean, {key.replace('_', ' ')}",
+                        f"{ratio:.2f}", f">= {RANK_RATIO}", ratio >= RANK_RATIO))  # fmt: skip
         ratio = row["throughput_ratio"] or 0.0
         out.append((f"rank throughput durable/reference, {key.replace('_', ' ')}",
                     f"{ratio:.2f}", f">= {RANK_RATIO}", ratio >= RANK_RATIO))  # fmt: skip
@@ -251,6 +303,12 @@ def verdicts(r: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     return out
 
 
+def lone_commit_p50(seq: dict[str, Any]) -> float:
+    """The lone commit's p50: the mean of the probes before and after the sequential runs."""
+    probes = [seq[k]["p50_ms"] for k in ("lone_commit", "lone_commit_after") if k in seq]
+    return sum(probes) / len(probes)
+
+
 def _ms(value: float | None) -> str:
     return "unanswered" if value is None else f"{value:,.1f} ms"
 
@@ -262,12 +320,27 @@ def table(r: dict[str, Any]) -> str:
         f" Python {m['python']}, PostgreSQL {r['postgres']['version']}"
         f" ({r['postgres']['kind']}); the load generator shares the cores.",
     ]
+    seq = r.get("sequential")
+    if seq:
+        lines += ["", "one client, one call after another (ms): p50 / p95 / p99"]
+        for key in ("lone_commit", "lone_commit_after"):
+            c = seq[key]
+            lines.append(f"  {'lone commit' + (' (after)' if key.endswith('after') else ''):<22}"
+                         f" {c['p50_ms']:.2f} / {c['p95_ms']:.2f} / {c['p99_ms']:.2f}")  # fmt: skip
+        for key, label in (("lean_rank", "lean rank"), ("rank", "service rank"),
+                           ("reward", "service reward"), ("activate", "service activate"),
+                           ("refused_400", "service rank, 400")):  # fmt: skip
+            o = seq[key]
+            lines.append(f"  {label:<22} {_cell(o['p50_ms'])} / {_cell(o['p95_ms'])} /"
+                         f" {_cell(o['p99_ms'])}  ({o['answered']} answered,"
+                         f" {o['failed']} failed)")  # fmt: skip
     rank = r.get("rank", {})
     if rank:
         lines += [
             "",
             "rank (20 features per action; latency ms from each request's due time; late: not"
             f" answered {GRACE_S:g} s after the last due time, counted as infinitely late)",
+            "ratio: the service's saturation over the reference's (lean: over the lean one's)",
             f"{'actions':>7} {'workers':>7} {'server':<9} {'sat./s':>7} {'ratio':>5}  "
             + "  ".join(f"{f'{rate:,}/s: achieved p50 / p95 / p99':>38}" for rate in RATES),
         ]
@@ -276,9 +349,13 @@ def table(r: dict[str, Any]) -> str:
                 row = rank.get(f"{actions}_actions_{workers}_workers")
                 if not row:
                     continue
-                for name in ("reference", "service"):
+                for name in ("lean", "reference", "service"):
+                    if name not in row:
+                        continue
                     runs = row[name]
                     ratio = f"{row['throughput_ratio']:.2f}" if name == "service" else ""
+                    if name == "lean" and row.get("lean_ratio") is not None:
+                        ratio = f"{row['lean_ratio']:.2f}"
                     cells = []
                     for rate in RATES:
                         o = runs[f"open_{rate}"]
@@ -376,7 +453,7 @@ def main() -> None:
         help="a smoke run: 3 s load runs, 50k decisions, 10k learner events, 100k estimator events",
     )  # fmt: skip
     parser.add_argument(
-        "--only", action="append", choices=["rank", "reward", "learner", "evaluation", "memory"],
+        "--only", action="append", choices=["sequential", "rank", "reward", "learner", "evaluation", "memory"],
         help="run only these parts (repeatable)",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=OUT)
@@ -384,7 +461,7 @@ def main() -> None:
     if args.quick:
         args.duration, args.memory_decisions = 3.0, 50_000
         args.learner_events, args.estimator_events = 10_000, 100_000
-    parts = set(args.only or ["rank", "reward", "learner", "evaluation", "memory"])
+    parts = set(args.only or ["sequential", "rank", "reward", "learner", "evaluation", "memory"])
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -409,6 +486,8 @@ def main() -> None:
     ):
         work = Path(tmp)
         results["postgres"] = {"kind": kind, "version": postgres_version(server)}
+        if "sequential" in parts:
+            results["sequential"] = sequential_part(server, args.duration, work, say)
         if "rank" in parts:
             results["rank"] = rank_part(server, args.duration, work, say)
         if "reward" in parts:

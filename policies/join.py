@@ -5,6 +5,11 @@ after it are kept but not used. With `earliest` an event is final at its first r
 activated, if its activation was deferred); with the other aggregations when the wait time
 closes. No reward by then → the default reward. A deferred event never activated within the
 wait time is final but not learned.
+
+Two more states come from the log: a row may not count yet (`unresolved`: its write's answer
+is not settled, the event waits), and a decision may be void (its rank call was answered 503,
+and no retry was answered 201 since): a void event is final when its wait time closes, never
+learned.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class Outcome:
 
     reward: float
     learn: bool
-    reason: str  # "reward" | "default" | "not-activated"
+    reason: str  # "reward" | "default" | "not-activated" | "void"
 
 
 def outcome(
@@ -40,6 +45,8 @@ def outcome(
     expired: bool,
     aggregation: str,
     default_reward: float,
+    unresolved: bool = False,
+    void: bool = False,
 ) -> Outcome | None:
     """The outcome of an event, or None while it is not final yet.
 
@@ -47,6 +54,10 @@ def outcome(
     whether an activation arrived within it; `expired` whether the wait time has closed.
     """
     aggregate = AGGREGATIONS[aggregation]
+    if unresolved:
+        return None
+    if void:
+        return Outcome(default_reward, False, "void") if expired else None
     if deferred and not activated:
         return Outcome(default_reward, False, "not-activated") if expired else None
     if aggregation == "earliest" and rewards:

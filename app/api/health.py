@@ -1,4 +1,7 @@
-"""GET /healthz (no key): is the database reachable, which policy and model serve."""
+"""Health: `/healthz` (is the database reachable, which policy and model serve), `/livez` (the
+process answers; nothing else is looked at or revealed) and `/readyz` (can this process log a
+decision now: its group-commit writer is connected and its last round trip, a batch or the probe
+it sends every second when idle, came back within 5 s)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import os
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.api.common import service
+from app.api.common import KEY_HEADER, service
 from app.store.db import ping
 
 
@@ -28,3 +31,16 @@ async def healthz(request: Request) -> JSONResponse:
         "role": svc.role,
     }
     return JSONResponse(body, status_code=200 if database == "reachable" else 503)
+
+
+async def livez(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    svc = service(request)
+    ready = svc.writer.ready
+    body: dict[str, object] = {"status": "ready" if ready else "not ready"}
+    if svc.keys.role(request.headers.get(KEY_HEADER)) == "admin":
+        body.update(svc.writer.state(), pid=os.getpid(), role=svc.role)
+    return JSONResponse(body, status_code=200 if ready else 503)

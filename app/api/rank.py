@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from app.api.common import FastJSONResponse, authorize, json_object, read_json
 from app.errors import ApiError, bad_request
-from app.store import decisions
+from app.store.writer import DecisionRow
 from policies.features import (
     MAX_ID_LENGTH,
     Action,
@@ -130,34 +130,34 @@ async def rank(request: Request) -> FastJSONResponse:
     ranked = rank_body(body, model.policy, mode)
     req, decision = ranked.request, ranked.decision
     event_id, digest = ranked.event_id, ranked.digest
-    row = {
-        "event_id": event_id,
-        "request_hash": digest,
-        "context": req.context,
-        "actions": [{"id": a.id, "features": a.features} for a in req.actions],
-        "excluded": req.excluded,
-        "ranking": ranked.ranking,
-        "reward_action": decision.reward_action,
-        "probability": decision.probability,
-        "policy_action": decision.policy_action,
-        "policy_probability": decision.policy_probability,
-        "example": decision.example,
-        "reward_position": decision.reward_position,
-        "policy_position": decision.policy_position,
-        "policy_id": model.row.id,
-        "policy_name": model.row.name,
-        "model_version": model.version,
-        "learning_mode": mode,
-        "deferred": req.deferred,
-    }
+    row = DecisionRow(
+        event_id=event_id,
+        request_hash=digest,
+        context=req.context,
+        actions=[{"id": a.id, "features": a.features} for a in req.actions],
+        excluded=req.excluded,
+        ranking=ranked.ranking,
+        reward_action=decision.reward_action,
+        probability=decision.probability,
+        policy_action=decision.policy_action,
+        policy_probability=decision.policy_probability,
+        example=decision.example,
+        reward_position=decision.reward_position,
+        policy_position=decision.policy_position,
+        policy_id=model.row.id,
+        policy_name=model.row.name,
+        model_version=model.version,
+        learning_mode=mode,
+        deferred=req.deferred,
+    )
     if await svc.writer.add_decision(row):
         return answer(event_id, ranked.ranking)
-    logged = await decisions.get(svc.engine, event_id)
-    if logged is None or logged["request_hash"] != digest:
+    logged = await svc.writer.replay(event_id, [digest])
+    if logged is None or logged.request_hash != digest:
         raise ApiError(
             409,
             "Conflict",
             f"A different rank request was already logged with eventId '{event_id}'.",
             "EventIdConflict",
         )
-    return answer(event_id, logged["ranking"])
+    return answer(event_id, logged.ranking)

@@ -92,4 +92,9 @@ def routes() -> list[BaseRoute]:
         Mount(f"/personalizer/{v}", app=Versioned(Router(api), v)) for v in PATH_VERSIONS
     ]
     mounts.append(Mount("/personalizer", app=Versioned(Router(api))))
-    return [Route("/healthz", health.healthz, methods=["GET"]), *admin_routes(), *mounts]
+    health_routes: list[BaseRoute] = [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/livez", health.livez, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+    ]
+    return [*health_routes, *admin_routes(), *mounts]

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.service_config import Rules
-from app.store import configuration, joins, logs, snapshots
+from app.store import configuration, joins, logs, snapshots, writers
 from app.store.configuration import PolicyRow
 from app.store.db import is_disconnect
 from policies import join
@@ -38,6 +38,8 @@ LEARN_BATCH = 500
 PURGE_EVERY_S = 600.0  # how often the learner applies logRetentionDays
 YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
 SCORES_BUFFERED = 100_000  # unsaved scores that bring the next snapshot forward
+COALESCE_S = 0.02  # a step woken by a commit waits this long, so a burst is joined at once
+TAKE_OVER_EVERY_S = 1.0  # how often the learner looks for writers whose process is gone
 
 
 @dataclass
@@ -62,8 +64,10 @@ class Learner:
         rules: Callable[[], Rules],
         snapshots_kept: int,
         join_interval: float,
+        answered: Callable[[], writers.Local | None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._answered = answered  # what this process's writer answered for (may be unpublished)
         self._rules = rules
         self._snapshots_kept = snapshots_kept
         self._join_interval = join_interval
@@ -75,6 +79,7 @@ class Learner:
         self._purge_task: asyncio.Task[None] | None = None
         self._rewards_since: datetime | None = None  # see joins.LOOKBACK
         self._rewards_rules: tuple[str, timedelta] | None = None  # the rules it was taken under
+        self._next_take_over = 0.0
         self.serving: ServingModel | None = None
         self.models: dict[int, ServingModel] = {}  # the learner's active policies, by id
 
@@ -175,6 +180,8 @@ class Learner:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._join_interval)
+            if self._wake.is_set():  # woken by a commit: let the rewards sent with it land too
+                await asyncio.sleep(COALESCE_S)
             self._wake.clear()
             try:
                 await self.step()
@@ -189,6 +196,10 @@ class Learner:
 
     async def step(self) -> None:
         rules = self._rules()
+        if time.monotonic() >= self._next_take_over:
+            # a dead process's writes are resolved, so its events can become final
+            self._next_take_over = time.monotonic() + TAKE_OVER_EVERY_S
+            await writers.take_over(self._engine)
         async with self._lock:
             started = await joins.database_now(self._engine)
             # after a change of the join rules, look at the whole wait time once
@@ -206,8 +217,11 @@ class Learner:
                         expired=c.expired,
                         aggregation=rules.aggregation,
                         default_reward=rules.default_reward,
+                        unresolved=c.unresolved,
+                        void=c.void,
                     ),
                     since,
+                    self._answered(),
                 )
                 == joins.FINALIZE_BATCH
             ):

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store import writers
 from app.store.tables import activations, decisions, joined, pending, rewards
 from policies.join import Outcome
 
@@ -44,6 +45,8 @@ class Candidate:
     expired: bool
     activated: bool
     rewards: list[float]
+    unresolved: bool  # its decision, or a reward or activation in its window, may not count
+    void: bool  # its decision's rank call was answered 503 (until a retry answered 201)
 
 
 async def hold_finalization(conn: AsyncConnection) -> None:
@@ -61,6 +64,7 @@ async def finalize(
     earliest: bool,
     decide: Callable[[Candidate], Outcome | None],
     since: datetime | None = None,
+    local: writers.Local | None = None,
 ) -> int:
     """Join every pending event that is final now, in one transaction; returns how many.
 
@@ -69,23 +73,49 @@ async def finalize(
     events rewarded within their window are final at once: found among the rewards (and, for
     deferred events, the activations) received since `since`, or within the last wait time
     when `since` is None, so that a step's work does not grow with the reward rate.
+
+    Only rows that count are used, and an event with a row not resolved yet waits
+    (`app.store.writers`); `local` is what this process's writer has answered for already.
     """
     now = sa.func.now()
     window_end = pending.c.created_at + wait
     # A reward whose transaction began inside the window may commit a moment after its end:
     # an event counts as expired only GRACE after its window closed.
     expired = pending.c.created_at <= now - (wait + GRACE)
+    # Only rows of resolved batches that were not voided count; an event with a row whose
+    # batch is not resolved yet waits (app.store.writers).
+    reward_counts = writers.counts(rewards.c.batch, local)
+    activation_counts = writers.counts(activations.c.batch, local)
     reward_values = (
         sa.select(
             sa.func.array_agg(
                 aggregate_order_by(rewards.c.value, rewards.c.received_at, rewards.c.id)
             )
         )
-        .where(rewards.c.event_id == pending.c.event_id, rewards.c.received_at <= window_end)
+        .where(
+            rewards.c.event_id == pending.c.event_id,
+            rewards.c.received_at <= window_end,
+            reward_counts,
+        )
         .scalar_subquery()
     )
     activated = sa.exists().where(
-        activations.c.event_id == pending.c.event_id, activations.c.received_at <= window_end
+        activations.c.event_id == pending.c.event_id,
+        activations.c.received_at <= window_end,
+        activation_counts,
+    )
+    unresolved = sa.or_(
+        sa.not_(writers.resolved(pending.c.batch, local)),
+        sa.exists().where(
+            rewards.c.event_id == pending.c.event_id,
+            rewards.c.received_at <= window_end,
+            sa.not_(writers.resolved(rewards.c.batch, local)),
+        ),
+        sa.exists().where(
+            activations.c.event_id == pending.c.event_id,
+            activations.c.received_at <= window_end,
+            sa.not_(writers.resolved(activations.c.batch, local)),
+        ),
     )
     # Candidates come from two index ranges: events past their wait time, and (earliest) events
     # with a reward received within their window and not waiting for an activation.
@@ -126,6 +156,8 @@ async def finalize(
             expired.label("expired"),
             activated.label("activated"),
             reward_values.label("rewards"),
+            unresolved.label("unresolved"),
+            writers.voided(pending.c.batch).label("void"),
         )
         .where(pending.c.event_id.in_(candidates))
         .order_by(pending.c.created_at, pending.c.event_id)
@@ -143,6 +175,8 @@ async def finalize(
                 row["expired"],
                 row["activated"],
                 list(row["rewards"] or []),
+                row["unresolved"],
+                row["void"],
             )
             result = decide(candidate)
             if result is not None:

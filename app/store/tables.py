@@ -39,6 +39,7 @@ pending = sa.Table(
     sa.Column("event_id", sa.Text, primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("deferred", sa.Boolean, nullable=False),
+    sa.Column("batch", sa.BigInteger, nullable=False, server_default="0"),  # see writers
 )
 
 rewards = sa.Table(
@@ -49,6 +50,7 @@ rewards = sa.Table(
     sa.Column("slot_id", sa.Text),  # multi-slot rewards; NULL for single-slot
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("batch", sa.BigInteger, nullable=False, server_default="0"),  # see writers
 )
 
 activations = sa.Table(
@@ -57,6 +59,34 @@ activations = sa.Table(
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("event_id", sa.Text, nullable=False, index=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("batch", sa.BigInteger, nullable=False, server_default="0"),  # see writers
+)
+
+# One row per connection of a group-commit writer. A batch is `(writer id << 32) | n`; every
+# pending decision, reward and activation carries the batch that wrote it (0: before batches
+# were recorded). A batch is resolved once it is at most its writer's `resolved_through`; a
+# resolved batch counts unless it is in `voided_batches` (it committed, but its callers were
+# answered 503). The learner finalizes nothing that is unresolved.
+writers = sa.Table(
+    "writers",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("boot_id", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("process_start", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_batch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("resolved_through", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("closed", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+voided_batches = sa.Table(
+    "voided_batches",
+    metadata,
+    sa.Column("batch", sa.BigInteger, primary_key=True),
+    sa.Column("voided_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Final events in the one order every policy learns them in.

@@ -1,9 +1,22 @@
-"""Group commit: the one component that commits decisions, rewards and activations.
+"""Group commit: the one component that commits decisions, rewards and activations, and the
+one that answers for them.
 
-Requests hand their rows to `GroupCommitWriter` and wait. One writer task takes everything
-queued, writes it in one transaction, commits, then answers every waiter; while a commit is
-in flight the next requests queue up and go in the next transaction. A waiter is answered
-only after its row is committed, so an acknowledged call is durable.
+Promises:
+- A call is answered 201/204 only after its row is committed: requests hand their rows to
+  `GroupCommitWriter` and wait; one task takes everything queued, sends it as one transaction
+  in one round trip (psycopg pipeline, prepared statements) on the writer's own connection,
+  and answers every waiter when the COMMIT comes back. While a commit is in flight the next
+  requests queue up and go in the next transaction.
+- A call answered 503 never counts. A call waits at most `timeout` seconds: if its row was not
+  sent by then, it never is; if its batch was sent and the COMMIT has not come back, every call
+  of the batch is answered 503 and the batch, should it commit after all, is voided
+  (`voided_batches`) before the writer publishes anything else. A batch whose connection failed
+  mid-flight is in doubt: its calls get 503 and, from a new connection, once the old session is
+  gone, the writer looks whether it committed (`writers.last_batch`) and voids it if so.
+- Nothing counts before it is resolved: each batch records its number in the rows it writes, and
+  the writer publishes the batches it has answered for (`writers.resolved_through`) with the next
+  batch, or on its own a moment later when no batch follows. The learner finalizes only rows of
+  resolved batches (`app.store.writers`).
 """
 
 from __future__ import annotations
@@ -11,152 +24,96 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from app.store.db import is_disconnect
-from app.store.tables import decisions
+from app.process import ProcessId
+from app.store import writers as w
+from app.store.db import KEEPALIVES
+from app.store.election import SERVER_KEEPALIVES, conninfo
+from app.store.tables import decisions, pending
 from policies import codec
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+PUBLISH_AFTER_S = 0.002  # idle this long after a batch: publish its resolution on its own
+HEARTBEAT_S = 1.0  # idle this long: a round trip that proves the connection (and readiness)
+READY_WITHIN_S = 5.0  # ready while the last round trip came back less than this ago
+RETRY_PREVIOUS_S = 1.0  # how often to try resolving a previous connection's batches
+APPLICATION_NAME = "decision-service-writer"
+
+DECISION, REWARD, ACTIVATION, REPLAY = "decision", "reward", "activation", "replay"
 
 
 class WriteTimeout(ConnectionError):
-    """The commit did not happen in time (the database is slow or silent): answer 503."""
+    """The commit did not come back in time (the database is slow or silent): answer 503."""
 
 
-@dataclass
-class _Op:
-    kind: str  # "decision" | "reward" | "activation"
-    row: dict[str, Any]
-    future: asyncio.Future[bool] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+class Unavailable(ConnectionError):
+    """The database cannot be reached: nothing was sent; answer 503."""
 
 
-class GroupCommitWriter:
-    def __init__(
-        self, engine: AsyncEngine, on_commit: Callable[[set[str]], None], timeout: float
-    ) -> None:
-        self._engine = engine
-        self._timeout = timeout
-        self._on_commit = on_commit
-        self._queue: asyncio.Queue[_Op] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+class DecisionRow(NamedTuple):
+    """A decision as it is logged (the columns of `decisions` after `created_at`)."""
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
-
-    async def stop(self) -> None:
-        """Commit what is queued, then stop."""
-        await self._queue.join()
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def add_decision(self, row: dict[str, Any]) -> bool:
-        """Log a decision. True: written; False: a decision with this eventId already exists."""
-        return await self._submit(_Op("decision", row))
-
-    async def add_reward(self, event_id: str, value: float, slot_id: str | None = None) -> bool:
-        """Log a reward. True: written; False: no decision has this eventId."""
-        row = {"event_id": event_id, "value": value, "slot_id": slot_id}
-        return await self._submit(_Op("reward", row))
-
-    async def add_activation(self, event_id: str) -> bool:
-        """Log an activation. True: written; False: no decision has this eventId."""
-        return await self._submit(_Op("activation", {"event_id": event_id}))
-
-    async def _submit(self, op: _Op) -> bool:
-        if self._task is None or self._task.done():
-            raise RuntimeError("the writer is not running")
-        # the caller may give up (timeout): the outcome is then retrieved here, not lost
-        op.future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self._queue.put(op)
-        try:
-            # shield: the op stays queued and is written even when its caller gives up
-            return await asyncio.wait_for(asyncio.shield(op.future), self._timeout)
-        except TimeoutError:
-            raise WriteTimeout(f"the database did not commit within {self._timeout:g} s") from None
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._commit_batch(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    async def _commit_batch(self, batch: list[_Op]) -> None:
-        try:
-            results = await self._write(batch)
-        except (DBAPIError, psycopg.Error) as exc:
-            if len(batch) == 1 or is_disconnect(exc):
-                for op in batch:
-                    _resolve(op, exc)
-                return
-            # One bad row must not fail its neighbours: write each op on its own.
-            for op in batch:
-                try:
-                    _resolve(op, (await self._write([op]))[0])
-                except Exception as single:
-                    _resolve(op, single)
-            return
-        except Exception as exc:
-            if is_disconnect(exc):
-                log.warning("group commit failed, database unavailable: %s", exc)
-            else:
-                log.exception("group commit failed")
-            for op in batch:
-                _resolve(op, exc)
-            return
-        for op, result in zip(batch, results, strict=True):
-            _resolve(op, result)
-        kinds = {op.kind for op, ok in zip(batch, results, strict=True) if ok}
-        if kinds:
-            self._on_commit(kinds)
-
-    async def _write(self, batch: list[_Op]) -> list[bool]:
-        async with self._engine.begin() as conn:
-            results = await _write_decisions(conn, [op for op in batch if op.kind == "decision"])
-            results |= await _write_events(conn, [op for op in batch if op.kind != "decision"])
-        return [results[id(op)] for op in batch]
+    event_id: str
+    request_hash: str
+    context: Any  # JSON: contextFeatures, cleaned
+    actions: Any  # JSON: [{id, features}], cleaned, request order
+    excluded: Any  # JSON: [action id]
+    ranking: Any  # JSON: the answer, [{id, probability}]
+    reward_action: int
+    probability: float
+    policy_action: int
+    policy_probability: float
+    example: str
+    reward_position: int
+    policy_position: int
+    policy_id: int
+    policy_name: str
+    model_version: str
+    learning_mode: str
+    deferred: bool
 
 
-# Decisions: one prepared INSERT per row, all rows of a batch sent in one pipeline (one round
-# trip), so PostgreSQL parses each JSON column once and nothing is compiled per request.
-# Rewards and activations: one statement per batch, its rows as one JSON array.
-_DECISION_COLUMNS = [c for c in decisions.columns if c.name != "created_at"]
-_JSON_COLUMNS = {c.name for c in _DECISION_COLUMNS if isinstance(c.type, JSONB)}
-_NAMES = ", ".join(c.name for c in _DECISION_COLUMNS)
-_PLACEHOLDERS = ", ".join(
-    "%s::jsonb" if c.name in _JSON_COLUMNS else "%s" for c in _DECISION_COLUMNS
-)
+_JSON_FIELDS = frozenset({"context", "actions", "excluded", "ranking"})
+_JSON_AT = [i for i, name in enumerate(DecisionRow._fields) if name in _JSON_FIELDS]
+
+
+@dataclass(frozen=True)
+class Logged:
+    """A decision already logged under an eventId (what a retry is answered with)."""
+
+    request_hash: str
+    ranking: list[dict[str, Any]]
+
+
+# Decisions: one prepared INSERT per row (PostgreSQL parses each JSON column once), all rows of
+# a batch in one pipeline; the decision enters the joiner's queue with its batch.
+_NAMES = ", ".join(DecisionRow._fields)
+_VALUES = ", ".join("%s::jsonb" if name in _JSON_FIELDS else "%s" for name in DecisionRow._fields)
 INSERT_DECISION = f"""
 WITH inserted AS (
-    INSERT INTO decisions (created_at, {_NAMES}) VALUES (now(), {_PLACEHOLDERS})
+    INSERT INTO decisions (created_at, {_NAMES}) VALUES (now(), {_VALUES})
     ON CONFLICT DO NOTHING
     RETURNING event_id, deferred
 ), queued AS (
-    INSERT INTO pending (event_id, created_at, deferred)
-    SELECT event_id, now(), deferred FROM inserted
+    INSERT INTO pending (event_id, created_at, deferred, batch)
+    SELECT event_id, now(), deferred, %s FROM inserted
 )
 SELECT event_id FROM inserted
 """
 
-# Rewards and activations of logged decisions, in the order they were received.
+# Rewards and activations of logged decisions, in the order they were received: one statement
+# per batch, its rows as one JSON array.
 INSERT_EVENTS = """
 WITH ops AS (
     SELECT * FROM json_to_recordset(%(ops)s::json)
@@ -164,56 +121,528 @@ WITH ops AS (
 ), known AS (
     SELECT event_id FROM decisions WHERE event_id IN (SELECT event_id FROM ops)
 ), saved_rewards AS (
-    INSERT INTO rewards (event_id, slot_id, value, received_at)
-    SELECT event_id, slot_id, value, now() FROM ops
+    INSERT INTO rewards (event_id, slot_id, value, received_at, batch)
+    SELECT event_id, slot_id, value, now(), %(batch)s FROM ops
     WHERE kind = 'reward' AND event_id IN (SELECT event_id FROM known) ORDER BY n
 ), saved_activations AS (
-    INSERT INTO activations (event_id, received_at)
-    SELECT event_id, now() FROM ops
+    INSERT INTO activations (event_id, received_at, batch)
+    SELECT event_id, now(), %(batch)s FROM ops
     WHERE kind = 'activation' AND event_id IN (SELECT event_id FROM known) ORDER BY n
 )
 SELECT event_id FROM known
 """
 
 
-async def _write_decisions(conn: AsyncConnection, ops: list[_Op]) -> dict[int, bool]:
-    if not ops:
-        return {}
-    first: dict[str, _Op] = {}
-    for op in ops:  # two requests with one eventId in a batch: the first one is written
-        first.setdefault(op.row["event_id"], op)
-    params = [
-        [
-            codec.dumps_text(op.row[c.name]) if c.name in _JSON_COLUMNS else op.row[c.name]
-            for c in _DECISION_COLUMNS
-        ]
-        for op in first.values()
-    ]
-    driver = (await conn.get_raw_connection()).driver_connection
-    inserted: set[str] = set()
-    async with driver.cursor() as cursor:
-        await cursor.executemany(INSERT_DECISION, params, returning=True)
-        while True:  # one result per row: its eventId, or nothing when it was a duplicate
-            inserted.update(row[0] for row in await cursor.fetchall())
-            if not cursor.nextset():
-                break
-    return {
-        id(op): first[op.row["event_id"]] is op and op.row["event_id"] in inserted for op in ops
-    }
+# A rank retried under a logged eventId: the logged decision, and, when the request means the
+# same and the decision is still pending but does not count (its batch unresolved, or voided:
+# its caller may have been answered 503), the decision moves to this batch, so it counts
+# exactly when this answer is a 201.
+def _replay_statement() -> str:
+    logged = (
+        sa.select(decisions.c.request_hash, decisions.c.ranking)
+        .where(decisions.c.event_id == sa.bindparam("event_id"))
+        .cte("logged")
+    )
+    digests = sa.bindparam("digests", type_=ARRAY(sa.Text))
+    revived = (
+        sa.update(pending)
+        .where(
+            pending.c.event_id == sa.bindparam("event_id"),
+            sa.select(logged.c.request_hash).scalar_subquery() == sa.any_(digests),
+            sa.not_(w.counts(pending.c.batch)),
+        )
+        .values(batch=sa.bindparam("batch"))
+        .returning(pending.c.event_id)
+        .cte("revived")
+    )
+    query = sa.select(
+        logged.c.request_hash,
+        sa.cast(logged.c.ranking, sa.Text),
+        sa.select(sa.func.count()).select_from(revived).scalar_subquery(),
+    )
+    return str(query.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[attr-defined]
 
 
-async def _write_events(conn: AsyncConnection, ops: list[_Op]) -> dict[int, bool]:
-    if not ops:
-        return {}
-    rows = codec.dumps_text([{"n": n, "kind": op.kind, **op.row} for n, op in enumerate(ops)])
-    known = set((await conn.exec_driver_sql(INSERT_EVENTS, {"ops": rows})).scalars())
-    return {id(op): op.row["event_id"] in known for op in ops}
+REPLAY_DECISION = _replay_statement()
 
 
-def _resolve(op: _Op, result: bool | BaseException) -> None:
-    if op.future.done():
-        return
-    if isinstance(result, BaseException):
-        op.future.set_exception(result)
-    else:
-        op.future.set_result(result)
+class _Op:
+    __slots__ = ("batch", "future", "kind", "row", "timer")
+
+    def __init__(self, kind: str, row: Any, future: asyncio.Future[Any]) -> None:
+        self.kind = kind
+        self.row = row
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+        self.batch: _Batch | None = None
+
+
+class _Batch:
+    __slots__ = ("late", "number", "ops")
+
+    def __init__(self, number: int, ops: list[_Op]) -> None:
+        self.number = number
+        self.ops = ops
+        self.late = False  # its calls were answered 503 while it was in flight
+
+
+@dataclass
+class _Account:
+    """What one writer connection still owes the database."""
+
+    writer_id: int
+    resolved: int = 0  # every batch through this one is answered for
+    published: int = 0  # `resolved` as the database last confirmed it
+    voids: list[int] = field(default_factory=list)  # committed late, not yet recorded
+    doubt: int = 0  # a batch sent on a connection that failed before it came back
+
+    @property
+    def owes(self) -> bool:
+        return self.resolved != self.published or bool(self.voids)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a caller that gave up: its outcome is not "never retrieved"
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        url: str,
+        on_commit: Callable[[set[str]], None],
+        timeout: float,
+        process: ProcessId,
+    ) -> None:
+        self._url = conninfo(url)
+        self._on_commit = on_commit
+        self._timeout = timeout
+        self._process = process
+        self._ops: deque[_Op] = deque()
+        self._arrived: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._account: _Account | None = None
+        self._n = 0
+        self._previous: list[_Account] = []  # of connections that failed, still owing
+        self._retry_previous_at = 0.0
+        self._last_ok = -1e9  # loop time of the last round trip that came back
+
+    # -- the callers' side ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, publish what is resolved, close the connection (waiting at
+        most the calls' timeout for a silent database)."""
+        self._stopping = True
+        self._wake()
+        if self._task:
+            done, _ = await asyncio.wait({self._task}, timeout=self._timeout + 1.0)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+
+    @property
+    def ready(self) -> bool:
+        """Connected, and a round trip came back within READY_WITHIN_S."""
+        loop = asyncio.get_running_loop()
+        return self._conn is not None and loop.time() - self._last_ok < READY_WITHIN_S
+
+    def answered(self) -> w.Local | None:
+        """(writer id, batch): this connection's calls through that batch were answered in
+        time (published or not), so its rows count, for a learner in this process."""
+        account = self._account
+        if account is None:
+            return None
+        through = min(account.voids) - 1 if account.voids else account.resolved
+        return account.writer_id, through
+
+    def state(self) -> dict[str, object]:
+        """What an operator may see: the connection, its writer id, the last round trip."""
+        loop = asyncio.get_running_loop()
+        account = self._account
+        return {
+            "connected": self._conn is not None,
+            "writerId": account.writer_id if account else None,
+            "lastRoundTripSecondsAgo": round(loop.time() - self._last_ok, 3),
+            "queued": len(self._ops),
+            "previousConnectionsUnsettled": len(self._previous),
+        }
+
+    async def add_decision(self, row: DecisionRow) -> bool:
+        """Log a decision. True: written; False: a decision with this eventId already exists."""
+        return await self._submit(DECISION, row)
+
+    async def replay(self, event_id: str, digests: list[str]) -> Logged | None:
+        """The decision logged under `event_id` (None: none is), for a retry whose request
+        digest is one of `digests`; see REPLAY_DECISION."""
+        return await self._submit(REPLAY, (event_id, digests))
+
+    async def add_reward(self, event_id: str, value: float, slot_id: str | None = None) -> bool:
+        """Log a reward. True: written; False: no decision has this eventId."""
+        return await self._submit(REWARD, (event_id, value, slot_id))
+
+    async def add_activation(self, event_id: str) -> bool:
+        """Log an activation. True: written; False: no decision has this eventId."""
+        return await self._submit(ACTIVATION, (event_id, None, None))
+
+    async def _submit(self, kind: str, row: Any) -> Any:
+        if self._task is None or self._task.done() or self._stopping:
+            raise Unavailable("the writer is not running")
+        loop = asyncio.get_running_loop()
+        op = _Op(kind, row, loop.create_future())
+        op.future.add_done_callback(_retrieve)
+        op.timer = loop.call_later(self._timeout, self._expire, op)
+        self._ops.append(op)
+        self._wake()
+        return await op.future
+
+    def _expire(self, op: _Op) -> None:
+        """The call's time is up: 503. A sent batch answers 503 for all its calls at once."""
+        op.timer = None
+        if op.future.done():
+            return
+        ops = [op] if op.batch is None else op.batch.ops
+        if op.batch is not None:
+            op.batch.late = True
+        message = f"the database did not commit within {self._timeout:g} s"
+        for each in ops:
+            if each.timer is not None:
+                each.timer.cancel()
+                each.timer = None
+            if not each.future.done():
+                each.future.set_exception(WriteTimeout(message))
+
+    def _wake(self) -> None:
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    async def _wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a call (or stop); True if one is queued."""
+        if self._ops or self._stopping:
+            return bool(self._ops)
+        loop = asyncio.get_running_loop()
+        self._arrived = loop.create_future()
+        timer = loop.call_later(seconds, self._wake)
+        try:
+            await self._arrived
+        finally:
+            timer.cancel()
+            self._arrived = None
+        return bool(self._ops)
+
+    # -- the writer task ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._ops:
+                    await self._write_next()
+                elif self._stopping:
+                    await self._finish()
+                    return
+                else:
+                    await self._idle()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("group-commit writer error")
+                await asyncio.sleep(0.1)
+
+    def _take(self) -> list[_Op]:
+        ops: list[_Op] = []
+        while self._ops and len(ops) < MAX_BATCH:
+            op = self._ops.popleft()
+            if not op.future.done():  # else: answered 503 while queued, never sent
+                ops.append(op)
+        return ops
+
+    async def _write_next(self) -> None:
+        ops = self._take()
+        if not ops:
+            return
+        conn = await self._connection(ops)
+        if conn is None:
+            return
+        await self._write(conn, ops)
+
+    async def _idle(self) -> None:
+        account = self._account
+        owing = account is not None and account.owes
+        if await self._wait(PUBLISH_AFTER_S if owing else HEARTBEAT_S):
+            return
+        loop = asyncio.get_running_loop()
+        if self._previous and loop.time() >= self._retry_previous_at:
+            await self._resolve_previous()
+        if self._stopping:
+            return
+        conn = await self._connection([])
+        if conn is not None:
+            await self._publish(conn, closing=False)
+
+    async def _finish(self) -> None:
+        if self._previous:
+            await self._resolve_previous()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._publish(self._conn, closing=True)
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self._conn = None
+
+    # -- the connection -------------------------------------------------------------------------
+
+    async def _connection(self, ops: list[_Op]) -> psycopg.AsyncConnection[Any] | None:
+        """The writer's connection, (re)opened and registered if need be; None (and `ops`
+        answered 503, unsent) when the database cannot be reached."""
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=APPLICATION_NAME,
+                **KEEPALIVES,
+            )
+            try:
+                for setting, value in SERVER_KEEPALIVES.items():
+                    await conn.execute(f"SET {setting} = {int(value)}")
+                p = self._process
+                cursor = await conn.execute(w.REGISTER, (p.host, p.boot_id, p.pid, p.start))
+                row = await cursor.fetchone()
+                assert row is not None
+                await conn.execute(w.LOCK, (row[0],))
+            except BaseException:
+                await conn.close()
+                raise
+        except (psycopg.Error, OSError) as exc:
+            log.warning("group-commit writer: cannot connect: %s", exc)
+            for op in ops:
+                self._fail(op, Unavailable(f"the database cannot be reached: {exc}"))
+            return None
+        self._conn = conn
+        self._account = _Account(row[0])
+        self._n = 0
+        self._last_ok = asyncio.get_running_loop().time()
+        return conn
+
+    def _lost(self, doubt: int = 0) -> None:
+        """The connection failed: drop it. Its writer id is settled from a new connection once
+        its session is gone (`_resolve_previous`): the batch in `doubt` voided if it committed,
+        the voids it still owes recorded, and the id closed."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()  # no goodbye: the socket may be silent
+        account, self._account = self._account, None
+        if account is not None:
+            account.doubt = doubt
+            self._previous.append(account)
+
+    # -- one batch --------------------------------------------------------------------------
+
+    async def _write(self, conn: psycopg.AsyncConnection[Any], ops: list[_Op]) -> None:
+        account = self._account
+        assert account is not None
+        self._n += 1
+        batch = _Batch(w.batch_number(account.writer_id, self._n), ops)
+        for op in ops:
+            op.batch = batch
+        decisions: dict[str, _Op] = {}
+        events: list[_Op] = []
+        replays: list[_Op] = []
+        for op in ops:
+            if op.kind == DECISION:
+                decisions.setdefault(op.row.event_id, op)  # the first of one eventId is written
+            elif op.kind == REPLAY:
+                replays.append(op)
+            else:
+                events.append(op)
+        resolved, voids = account.resolved, list(account.voids)
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                await conn.execute(w.MARK, (batch.number, resolved, account.writer_id))
+                if voids:
+                    await conn.execute(w.VOID, (voids,))
+                decision_cursors = []
+                for op in decisions.values():
+                    cursor = conn.cursor()
+                    await cursor.execute(
+                        INSERT_DECISION, [*_decision_params(op.row), batch.number], prepare=True
+                    )
+                    decision_cursors.append(cursor)
+                event_cursor = None
+                if events:
+                    event_cursor = conn.cursor()
+                    rows = [
+                        {"n": n, "kind": op.kind, "event_id": op.row[0], "value": op.row[1],
+                         "slot_id": op.row[2]}
+                        for n, op in enumerate(events)
+                    ]  # fmt: skip
+                    await event_cursor.execute(
+                        INSERT_EVENTS,
+                        {"ops": codec.dumps_text(rows), "batch": batch.number},
+                        prepare=True,
+                    )
+                replay_cursors = []
+                for op in replays:
+                    cursor = conn.cursor()
+                    event_id, digests = op.row
+                    params = {"event_id": event_id, "digests": digests, "batch": batch.number}
+                    await cursor.execute(REPLAY_DECISION, params, prepare=True)
+                    replay_cursors.append(cursor)
+                await conn.execute("COMMIT")
+            inserted = set()
+            for cursor in decision_cursors:
+                inserted.update(row[0] for row in await cursor.fetchall())
+            known = set()
+            if event_cursor is not None:
+                known = {row[0] for row in await event_cursor.fetchall()}
+            logged = [await cursor.fetchone() for cursor in replay_cursors]
+        except psycopg.Error as exc:
+            await self._failed(conn, batch, exc)
+            return
+        self._last_ok = asyncio.get_running_loop().time()
+        account.published = resolved
+        del account.voids[: len(voids)]
+        account.resolved = batch.number
+        if batch.late:  # committed after its calls were answered 503
+            account.voids.append(batch.number)
+            log.warning("a batch committed after its calls were answered 503: voided")
+            return
+        for op in ops:
+            if op.kind == DECISION:
+                result: Any = decisions[op.row.event_id] is op and op.row.event_id in inserted
+            elif op.kind == REPLAY:
+                row = logged[replays.index(op)]
+                result = None if row is None else Logged(row[0], codec.loads(row[1]))
+            else:
+                result = op.row[0] in known
+            self._resolve(op, result)
+        if events:
+            self._on_commit({op.kind for op in events})
+
+    async def _failed(
+        self, conn: psycopg.AsyncConnection[Any], batch: _Batch, exc: psycopg.Error
+    ) -> None:
+        """A batch that did not commit (a bad row: retried op by op), or whose connection
+        failed (in doubt: 503, and voided later if it committed after all)."""
+        if w.is_connection_error(exc) or conn.closed:
+            log.warning("group commit failed, database unavailable: %s", exc)
+            for op in batch.ops:
+                self._fail(op, Unavailable(f"the database connection failed: {exc}"))
+            self._lost(doubt=batch.number)
+            return
+        with contextlib.suppress(psycopg.Error):
+            await conn.rollback()
+        if len(batch.ops) == 1:
+            log.error("group commit refused a row: %s", exc)
+            self._fail(batch.ops[0], exc)
+            return
+        for op in batch.ops:  # one bad row must not fail its neighbours
+            op.batch = None
+            if not op.future.done():
+                await self._write(conn, [op])
+                if self._conn is None:
+                    return
+
+    def _resolve(self, op: _Op, result: Any) -> None:
+        if op.timer is not None:
+            op.timer.cancel()
+            op.timer = None
+        if not op.future.done():
+            op.future.set_result(result)
+
+    def _fail(self, op: _Op, exc: BaseException) -> None:
+        if op.timer is not None:
+            op.timer.cancel()
+            op.timer = None
+        if not op.future.done():
+            op.future.set_exception(exc)
+
+    # -- publishing what is resolved --------------------------------------------------------------
+
+    async def _publish(self, conn: psycopg.AsyncConnection[Any], closing: bool) -> None:
+        """One transaction that records the voids and `resolved_through` (and proves the
+        connection): durable when it records voids, else with asynchronous commit (a confirmation
+        lost in a crash is recovered as answered, which it was)."""
+        account = self._account
+        assert account is not None
+        resolved, voids = account.resolved, list(account.voids)
+        try:
+            async with conn.pipeline():
+                await conn.execute("BEGIN")
+                if not voids:
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                else:
+                    await conn.execute(w.VOID, (voids,))
+                await conn.execute(w.PUBLISH, (resolved, closing, account.writer_id))
+                await conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            if w.is_connection_error(exc) or conn.closed:
+                log.warning("group-commit writer: connection lost: %s", exc)
+                self._lost()
+            else:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+                log.error("group-commit writer: cannot publish: %s", exc)
+            return
+        self._last_ok = asyncio.get_running_loop().time()
+        account.published = resolved
+        del account.voids[: len(voids)]
+
+    async def _resolve_previous(self) -> None:
+        """Settle what previous connections owe, each once its session is gone."""
+        loop = asyncio.get_running_loop()
+        self._retry_previous_at = loop.time() + RETRY_PREVIOUS_S
+        conn = await self._connection([])
+        if conn is None:
+            return
+        for account in list(self._previous):
+            try:
+                async with conn.transaction():
+                    cursor = await conn.execute(w.PREVIOUS, (account.writer_id,))
+                    row = await cursor.fetchone()
+                    if row is None or not row[0]:
+                        continue  # its session still holds the lock: later
+                    _, closed, last_batch = row
+                    voids = list(account.voids)
+                    if account.doubt and last_batch >= account.doubt:
+                        voids.append(account.doubt)  # the batch in doubt committed
+                    if closed:
+                        if voids:
+                            log.error(
+                                "batches %s were answered 503 but another process resolved "
+                                "them as answered",
+                                voids,
+                            )
+                    else:
+                        if voids:
+                            await conn.execute(w.VOID, (voids,))
+                        await conn.execute(
+                            w.CLOSE, (w.last_batch_of(account.writer_id), account.writer_id)
+                        )
+            except psycopg.Error as exc:
+                if w.is_connection_error(exc) or conn.closed:
+                    self._lost()
+                    return
+                log.error(
+                    "group-commit writer: cannot resolve writer %s: %s", account.writer_id, exc
+                )
+                continue
+            self._previous.remove(account)
+            if voids:
+                log.warning("voided batches %s of a failed connection", voids)
+
+
+def _decision_params(row: DecisionRow) -> list[Any]:
+    params = list(row)
+    for i in _JSON_AT:
+        params[i] = codec.dumps_text(params[i])
+    return params

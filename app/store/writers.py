@@ -1,0 +1,142 @@
+"""Writers and their batches: which logged rows count, and who resolves a dead writer's rows.
+
+Every connection a group-commit writer opens is a row of `writers`, and every batch it sends is
+numbered `(writer id << 32) | n`. A batch is *resolved* once its number is at most its writer's
+`resolved_through`: the writer publishes that after its callers were answered (201/204 when the
+commit came back in time; 503 when it came back late, and then the batch is also in
+`voided_batches`). A row *counts* when its batch is resolved and not voided; the learner
+finalizes nothing whose rows are not resolved yet.
+
+A writer holds the advisory lock `(WRITER_LOCK, id)` for as long as its connection lives. When
+the connection is gone, its process resolves what it left in doubt from a new connection. When
+the process itself is gone (`take_over`), the rows it left unresolved are resolved as answered:
+on this machine as soon as the process is seen dead, from any machine `ORPHAN_AFTER` after its
+writer was last seen.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.process import ProcessId, alive
+from app.store.tables import voided_batches, writers
+
+log = logging.getLogger(__name__)
+
+WRITER_LOCK = 720_103  # first key of the two-key advisory lock a writer holds: (720103, id)
+LAST_OF = 0xFFFFFFFF  # the last batch number a writer can have: (id << 32) | LAST_OF
+ORPHAN_AFTER = timedelta(seconds=60)
+
+
+def batch_number(writer_id: int, n: int) -> int:
+    return (writer_id << 32) | n
+
+
+def last_batch_of(writer_id: int) -> int:
+    return batch_number(writer_id, LAST_OF)
+
+
+Local = tuple[int, int]  # (writer id, batch): this process's writer has answered through it
+
+
+def resolved(batch: Any, local: Local | None = None) -> Any:
+    """The batch in column `batch` is resolved (0: logged before batches existed). `local`: what
+    the writer of this process has answered for but may not have published yet."""
+    by = writers.alias("resolved_w")
+    through: Any = by.c.resolved_through
+    if local is not None:
+        through = sa.case((by.c.id == local[0], sa.func.greatest(through, local[1])), else_=through)
+    of_writer = (
+        sa.select(through)
+        .where(by.c.id == batch.op(">>")(sa.literal_column("32")))
+        .correlate_except(by)
+    )
+    return sa.or_(batch == sa.literal_column("0"), batch <= of_writer.scalar_subquery())
+
+
+def voided(batch: Any) -> Any:
+    """The batch in column `batch` committed although its callers were answered 503."""
+    return sa.exists().where(voided_batches.c.batch == batch).correlate_except(voided_batches)
+
+
+def counts(batch: Any, local: Local | None = None) -> Any:
+    """A row of the batch in column `batch` counts: resolved, and not voided."""
+    return sa.and_(resolved(batch, local), sa.not_(voided(batch)))
+
+
+# -- a writer's own statements (psycopg, on the writer's connection) ---------------------------
+
+REGISTER = """
+INSERT INTO writers (host, boot_id, pid, process_start, started_at, seen_at)
+VALUES (%s, %s, %s, %s, now(), now()) RETURNING id
+"""
+LOCK = f"SELECT pg_advisory_lock({WRITER_LOCK}, %s)"
+# Sent with every batch: the batch it is, and what the writer has resolved so far.
+MARK = "UPDATE writers SET last_batch = %s, resolved_through = %s, seen_at = now() WHERE id = %s"
+PUBLISH = "UPDATE writers SET resolved_through = %s, seen_at = now(), closed = %s WHERE id = %s"
+VOID = """
+INSERT INTO voided_batches (batch, voided_at) SELECT unnest(%s::bigint[]), now()
+ON CONFLICT DO NOTHING
+"""
+# Resolving a previous connection of this process: only once its session is gone (its lock
+# free), so a transaction it left open has ended one way or the other.
+PREVIOUS = f"""
+SELECT pg_try_advisory_xact_lock({WRITER_LOCK}, id), closed, last_batch
+FROM writers WHERE id = %s FOR UPDATE
+"""
+CLOSE = "UPDATE writers SET resolved_through = %s, closed = true, seen_at = now() WHERE id = %s"
+
+
+# -- anyone: resolving the rows of writers whose process died ----------------------------------
+
+
+async def take_over(engine: AsyncEngine) -> list[int]:
+    """Close every writer whose process is gone and whose session has ended, resolving the
+    batches it left unresolved as answered; returns their ids. A writer is gone when its process
+    is seen dead on this machine, or when it was last seen ORPHAN_AFTER ago."""
+    stale = writers.c.seen_at < sa.func.now() - ORPHAN_AFTER
+    query = sa.select(
+        writers.c.id,
+        writers.c.host,
+        writers.c.boot_id,
+        writers.c.pid,
+        writers.c.process_start,
+        stale.label("stale"),
+    ).where(sa.not_(writers.c.closed))
+    async with engine.begin() as conn:
+        rows = (await conn.execute(query)).all()
+        gone = [
+            row.id
+            for row in rows
+            if row.stale
+            or alive(ProcessId(row.host, row.boot_id, row.pid, row.process_start)) is False
+        ]
+        if not gone:
+            return []
+        free = sa.func.pg_try_advisory_xact_lock(WRITER_LOCK, writers.c.id)
+        taken = (
+            await conn.execute(
+                sa.update(writers)
+                .where(writers.c.id.in_(gone), sa.not_(writers.c.closed), free)
+                .values(
+                    closed=True,
+                    resolved_through=sa.literal_column(f"(writers.id::bigint << 32) | {LAST_OF}"),
+                )
+                .returning(writers.c.id)
+            )
+        ).scalars()
+        taken_ids = list(taken)
+    if taken_ids:
+        log.info("resolved the batches of writers whose process is gone: %s", taken_ids)
+    return taken_ids
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A failure of the connection itself (the outcome of what was sent is unknown)."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | OSError)

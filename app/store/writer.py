@@ -514,7 +514,11 @@ class GroupCommitWriter:
         account.resolved = batch.number
         if batch.late:  # committed after its calls were answered 503
             account.voids.append(batch.number)
-            log.warning("a batch committed after its calls were answered 503: voided")
+            kinds = sorted({op.kind for op in ops})
+            log.warning(
+                "batch %d (%d calls: %s) committed after its calls were answered 503: voided",
+                batch.number, len(ops), ", ".join(kinds),
+            )  # fmt: skip
             return
         for op in ops:
             if op.kind == DECISION:

@@ -5,9 +5,11 @@ byte forwarded either way, nothing closed) for STALL seconds, longer than DS_DB_
 client threads send ranks with their own eventIds and, for each rank answered 201, two rewards
 with distinct values, under `sum` aggregation and a reward wait time longer than the stall.
 The proxy then resumes and delivers everything it held, so batches the service sent during the
-stall commit after their calls were answered 503. After the stall the clients retry every
-reward answered 503 (same value) and half of the ranks answered 503 (same body; half of those
-whose batch committed late, half of those never written), then reward the retried events. Once every event is final and learned:
+stall commit after their calls were answered 503. After each stall, within the events' wait
+time, the clients retry every reward answered 503 (same value) and half of the ranks answered
+503 (same body; half of those whose batch committed late, half of those never written), then
+reward the retried events. The stall is repeated (up to MAX_STALLS times) until at least two
+ranks and one reward committed after their 503. Once every event is final and learned:
 
 - an eventId whose last rank answer was 503 has no `joined` row with `learn` true, and no
   policy (the champion and a challenger) has a score for it;
@@ -55,6 +57,7 @@ class Log:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_rank: dict[str, int] = field(default_factory=dict)  # eventId → status of its last rank
+    acked: list[str] = field(default_factory=list)  # eventIds answered 201, in that order
     bodies: dict[str, dict] = field(default_factory=dict)
     rewards: list[tuple[str, float, int]] = field(default_factory=list)  # eventId, value, status
     other: list[str] = field(default_factory=list)  # answers neither 2xx nor 503
@@ -64,6 +67,8 @@ class Log:
         with self.lock:
             self.last_rank[event_id] = status
             self.bodies[event_id] = body
+            if status == 201:
+                self.acked.append(event_id)
             if status not in (201, 503):
                 self.other.append(f"rank {event_id}: {status}")
         return status
@@ -119,7 +124,8 @@ def _burst(server: Server, log: Log, kind: str, stall: int) -> None:
     """CLIENTS calls of one kind at once (ranks of new events, or rewards of events answered
     201), so that the batch the stall holds is likely to hold several of them."""
     barrier = threading.Barrier(CLIENTS)
-    rewardable = sorted(e for e, status in log.last_rank.items() if status == 201)
+    with log.lock:
+        rewardable = log.acked[-CLIENTS:]  # the newest: their wait time is still open
 
     def one(n: int) -> None:
         with _client(server) as client:
@@ -128,7 +134,7 @@ def _burst(server: Server, log: Log, kind: str, stall: int) -> None:
                 event_id = f"burst-{stall}-{n}-{uuid.uuid4().hex[:6]}"
                 log.rank(client, event_id, rank_body(event_id))
             else:
-                log.reward(client, rewardable[-1 - n], _value(random.Random(stall * 100 + n)))
+                log.reward(client, rewardable[n], _value(random.Random(stall * 100 + n)))
 
     threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in range(CLIENTS)]
     for thread in threads:
@@ -137,10 +143,19 @@ def _burst(server: Server, log: Log, kind: str, stall: int) -> None:
         thread.join(timeout=REQUEST_TIMEOUT + 5)
 
 
+def _unretried_rewards(log: Log) -> list[tuple[str, float]]:
+    """Rewards answered 503 whose value was not sent again since."""
+    with log.lock:
+        answered = Counter((e, v) for e, v, status in log.rewards if status == 204)
+        refused = Counter((e, v) for e, v, status in log.rewards if status == 503)
+    return [pair for pair in refused if answered[pair] == 0]
+
+
 def _committed_late(url: str, log: Log) -> tuple[set[str], set[tuple[str, float]]]:
-    """Ranks and rewards answered 503 whose rows are in the database all the same."""
+    """Ranks and rewards answered 503 (and not sent again since) whose rows are in the database
+    all the same."""
     ranks = [e for e, status in log.last_rank.items() if status == 503]
-    rewards = {(e, v) for e, v, status in log.rewards if status == 503}
+    rewards = set(_unretried_rewards(log))
     with psycopg.connect(url, autocommit=True) as db:
         decided = db.execute(
             "SELECT event_id FROM decisions WHERE event_id = ANY(%s)", (ranks,)
@@ -179,8 +194,11 @@ def test_a_call_answered_503_is_never_learned(
         # (which calls a stall catches in flight is up to the scheduler): each one opens with a
         # burst of one kind, then the mixed traffic goes on.
         stalls: list[float] = []
-        late_ranks: set[str] = set()
+        late_ranks: set[str] = set()  # ranks answered 503 whose batch committed all the same
         late_rewards: set[tuple[str, float]] = set()
+        retried: list[str] = []
+        settled_503: set[str] = set()  # ranks answered 503 already considered for a retry
+        rng = random.Random(99)
         for stall in range(MAX_STALLS):
             if len(late_ranks) >= 2 and late_rewards:
                 break
@@ -195,27 +213,35 @@ def test_a_call_answered_503_is_never_learned(
             proxy.thaw()
             stalls.append(time.monotonic() - stalled_at)
             time.sleep(AFTER)
-            late_ranks, late_rewards = _committed_late(database_url, log)
+            ranks_now, rewards_now = _committed_late(database_url, log)
+            late_ranks |= ranks_now
+            late_rewards |= rewards_now
+            # Within the events' wait time: every reward answered 503 again (same value), half
+            # of the new ranks answered 503 again (same body: half of those whose batch
+            # committed late, half of those never written), and two rewards for each of them.
+            with _client(server) as client:
+                for event_id, value in _unretried_rewards(log):
+                    assert log.reward(client, event_id, value) == 204, event_id
+                failed = sorted(
+                    e for e, status in log.last_rank.items() if status == 503
+                    and e not in settled_503
+                )  # fmt: skip
+                settled_503.update(failed)
+                again = [e for e in failed if e in late_ranks][::2]
+                again += [e for e in failed if e not in late_ranks][::2]
+                for event_id in again:
+                    assert log.rank(client, event_id, log.bodies[event_id]) == 201, event_id
+                    for _ in range(2):
+                        assert log.reward(client, event_id, _value(rng)) == 204, event_id
+                retried += again
         stop.set()
         for thread in threads:
             thread.join(timeout=REQUEST_TIMEOUT + 5)
         assert not any(t.is_alive() for t in threads), "a client hung"
-
-        # After the stall: every reward answered 503 again (same value), half of the ranks
-        # answered 503 again (same body), and two rewards for each retried rank.
-        rng = random.Random(99)
-        failed_rewards = [(e, v) for e, v, status in log.rewards if status == 503]
-        failed_ranks = sorted(e for e, status in log.last_rank.items() if status == 503)
-        late, _ = _committed_late(database_url, log)
-        never = [e for e in failed_ranks if e not in late]
-        retried = sorted(late)[::2] + never[::2]  # half of each kind
-        with _client(server) as client:
-            for event_id, value in failed_rewards:
+        with _client(server) as client:  # a reward of the last moments may have been refused
+            for event_id, value in _unretried_rewards(log):
                 assert log.reward(client, event_id, value) == 204, event_id
-            for event_id in retried:
-                assert log.rank(client, event_id, log.bodies[event_id]) == 201, event_id
-                for _ in range(2):
-                    assert log.reward(client, event_id, _value(rng)) == 204, event_id
+        failed_ranks = sorted(e for e, status in log.last_rank.items() if status == 503)
         assert not log.other, log.other[:5]
 
         # Everything final, and learned by every policy.
@@ -265,12 +291,13 @@ def test_a_call_answered_503_is_never_learned(
         context = (
             f"\nstalls {', '.join(f'{t:.1f}' for t in stalls)} s; ranks {Counter(log.last_rank.values())}; rewards "
             f"{Counter(s for _, _, s in log.rewards)}; voided batches {voided}; ranks answered 503"
-            f" {len(failed_ranks)} ({len(late)} committed late), retried {len(retried)}"
+            f" {len(settled_503)} ({len(late_ranks)} committed late), retried {len(retried)}"
             f"\nserver log (tail):\n{server.log()[-3000:]}"
         )
         print(context)
 
-        assert failed_ranks and failed_rewards, f"nothing was answered 503{context}"
+        refused_rewards = [e for e, _, status in log.rewards if status == 503]
+        assert failed_ranks and refused_rewards, f"nothing was answered 503{context}"
 
         # A rank whose last answer was 503: never learned, never scored.
         for event_id in failed_ranks:
@@ -310,7 +337,7 @@ def test_a_call_answered_503_is_never_learned(
         # Last: the stall did what it is for (a batch committed after its calls' 503, and
         # among its ranks some were retried and some not).
         assert voided >= 2, f"fewer than two batches committed after their 503{context}"
-        assert len(late) >= 2, f"fewer than two ranks committed after their 503{context}"
+        assert len(late_ranks) >= 2, f"fewer than two ranks committed after their 503{context}"
         assert late_rewards, f"no reward committed after its 503{context}"
     finally:
         proxy.thaw()

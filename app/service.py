@@ -68,7 +68,7 @@ class Service:
         await self.election.start(wait=5.0 if self.settings.workers <= 1 else 0.0)
         if self.learner.serving is None:  # not the learner: serve the newest snapshot
             await self.learner.load(catch_up=False)
-        self.writer.start()
+        await self.writer.start()
 
     async def stop(self) -> None:
         await self.writer.stop()

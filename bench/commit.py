@@ -27,7 +27,7 @@ TABLE = "bench_lone_commit"
 
 def decision_row(actions: int = 5) -> dict[str, Any]:
     """The columns the service logs for one rank of the benchmark body."""
-    body = load.rank_body(random.Random(load.SEED), actions)
+    body = load.encode(load.rank_body(random.Random(load.SEED), actions))
     ranked = rank_body(body, Policy(with_epsilon(DEFAULT_ARGUMENTS, 0.2)), "Online")
     req, decision = ranked.request, ranked.decision
     return {

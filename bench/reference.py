@@ -3,7 +3,7 @@
 `python3 -m bench.reference [--port 8100] [--host 127.0.0.1] [--key K] [--workers N]`
 
 A Starlette app with one route, `POST /personalizer/v1.0/rank`, that runs the real handler's
-steps up to the decision: the key check (`authorize`), the bounded body (`read_json`), and
+steps up to the decision: the key check (`authorize`), the bounded body (`read_body`), and
 `app.api.rank.rank_body` (the request parsing and feature cleaning, the request digest, and
 `policies.ranking.decide` with the default policy at epsilon 0.2); it answers the same 201 JSON
 with the same encoder. It writes nothing: no database, no decision row, no group commit. What
@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api.common import authorize, read_json
-from app.api.rank import INVALID, answer, rank_body
+from app.api.common import authorize, read_body
+from app.api.rank import answer, rank_body
 from app.cli import uvicorn_options
 from app.errors import HANDLERS
 from app.keys import Keys
@@ -49,8 +49,8 @@ class Reference:
 async def rank(request: Request) -> Response:
     authorize(request)
     ref: Reference = request.app.state.service
-    body = await read_json(request, ref.settings.max_body_bytes, INVALID)
-    ranked = rank_body(body, ref.policy, LEARNING_MODE)  # the real handler's steps, no I/O
+    raw = await read_body(request, ref.settings.max_body_bytes)
+    ranked = rank_body(raw, ref.policy, LEARNING_MODE)  # the real handler's steps, no I/O
     return answer(ranked.event_id, ranked.ranking)
 
 

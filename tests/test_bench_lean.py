@@ -29,7 +29,7 @@ def test_lean_answer_equals_the_service_decision(actions: int) -> None:
     rng = random.Random(actions)
     for i in range(40):
         body = load.rank_body(rng, actions, event_id=f"lean-{actions}-{i}")
-        service = rank_body(body, policy, "Online")
+        service = rank_body(load.encode(body), policy, "Online")
         answer = lean.decide(policy, body)
         assert answer["eventId"] == service.event_id
         assert answer["ranking"] == service.ranking  # every probability, exactly, in order

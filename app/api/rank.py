@@ -8,15 +8,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 
-from app.api.common import FastJSONResponse, authorize, json_object, read_json
+from app.api.common import FastJSONResponse, authorize, json_object, parse_json, read_body
 from app.errors import ApiError, bad_request
 from app.store.writer import DecisionRow
+from policies import codec
 from policies.features import (
+    MAX_ACTIONS,
     MAX_ID_LENGTH,
     Action,
     FeatureError,
+    already_clean,
     clean_features,
     has_features,
     is_plain_text,
@@ -80,18 +84,93 @@ def parse_rank_request(body: Any) -> RankRequest:
     return RankRequest(context, actions, excluded, event_id, deferred)
 
 
-def request_hash(req: RankRequest, event_id: str) -> str:
-    """Digest of what the request means (defaults filled in, ignored names dropped), so a
-    retry that spells the same request differently still matches its logged decision."""
-    meaning = {
+# The body as the fast path decodes it (msgspec, one pass): the top level typed, each feature
+# value one of the kinds JSON has (`already_clean` walks the namespaces).
+_Value = str | int | float | bool | None | dict[str, Any] | list[int | float]
+
+
+class _ActionBody(msgspec.Struct):
+    id: str
+    features: list[dict[str, _Value]]
+
+
+class _RankBody(msgspec.Struct):
+    actions: list[_ActionBody]
+    contextFeatures: list[dict[str, _Value]]
+    excludedActions: list[str] | None = None
+    eventId: str | None = None
+    deferActivation: bool | None = None
+
+
+_decode_rank_body = msgspec.json.Decoder(_RankBody).decode
+
+
+def read_rank_request(raw: bytes) -> RankRequest:
+    """The rank request in the body `raw`: what `parse_rank_request(parse_json(raw))` returns,
+    or the 400 it raises. Most bodies need no cleaning and break no rule: they are decoded and
+    checked in one pass (msgspec) and used as they are, with no copy; any other body, or any
+    doubt, takes the full path, whose answers (messages included) are the reference."""
+    request = _clean_request(raw)
+    return request if request is not None else parse_rank_request(parse_json(raw, INVALID))
+
+
+def _clean_request(raw: bytes) -> RankRequest | None:
+    """The request when it passes every rule with nothing to clean; None otherwise."""
+    if b"\\u" in raw:  # an escape may hide a NUL or a lone surrogate: let the full path look
+        return None
+    try:
+        body = _decode_rank_body(raw)
+    except msgspec.MsgspecError:
+        return None
+    context = body.contextFeatures
+    if not (already_clean(context) and has_features(context)):
+        return None
+    if not 1 <= len(body.actions) <= MAX_ACTIONS:
+        return None
+    actions: list[Action] = []
+    ids: set[str] = set()
+    for item in body.actions:
+        action_id, features = item.id, item.features
+        if not action_id.strip() or len(action_id) > MAX_ID_LENGTH or action_id in ids:
+            return None
+        if not (already_clean(features) and has_features(features)):
+            return None
+        ids.add(action_id)
+        actions.append(Action(action_id, features))
+    excluded = list(dict.fromkeys(x for x in body.excludedActions or () if x in ids))
+    if len(excluded) == len(actions):
+        return None
+    event_id = body.eventId
+    if event_id is not None:
+        try:
+            valid_event_id(event_id, INVALID)
+        except ApiError:
+            return None
+    return RankRequest(context, actions, excluded, event_id, bool(body.deferActivation))
+
+
+def _meaning(req: RankRequest, event_id: str) -> dict[str, Any]:
+    """What the request means (defaults filled in, ignored names dropped)."""
+    return {
         "context": req.context,
         "actions": [[a.id, a.features] for a in req.actions],
         "excluded": sorted(req.excluded),
         "deferred": req.deferred,
         "eventId": event_id,
     }
-    # json, not orjson: their float spellings differ (1e-05 / 0.00001), and a retry must match
-    # the digest an earlier version logged
+
+
+def request_hash(req: RankRequest, event_id: str) -> str:
+    """Digest of what the request means, so a retry that spells the same request differently
+    still matches its logged decision: "v2:" + SHA-256 of its JSON, keys sorted, by orjson."""
+    canonical = codec.dumps(_meaning(req, event_id), sort_keys=True)
+    return "v2:" + hashlib.sha256(canonical).hexdigest()
+
+
+def legacy_request_hash(req: RankRequest, event_id: str) -> str:
+    """The digest versions before "v2:" logged (the standard library's JSON, whose float
+    spellings differ from orjson's: 1e-05 / 0.00001); a retry of such a decision matches it."""
+    meaning = _meaning(req, event_id)
     canonical = json.dumps(meaning, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -107,9 +186,9 @@ class Ranked:
     ranking: list[dict[str, Any]]
 
 
-def rank_body(body: Any, policy: Policy, learning_mode: str) -> Ranked:
-    """Parse and clean a rank body, digest it, and let `policy` decide (no I/O)."""
-    req = parse_rank_request(body)
+def rank_body(raw: bytes, policy: Policy, learning_mode: str) -> Ranked:
+    """Read a rank body, digest it, and let `policy` decide (no I/O)."""
+    req = read_rank_request(raw)
     event_id = req.event_id or str(uuid.uuid4())
     digest = request_hash(req, event_id)
     decision = decide(policy, req.context, req.actions, set(req.excluded), event_id, learning_mode)
@@ -124,10 +203,10 @@ def answer(event_id: str, ranking: list[dict[str, Any]]) -> FastJSONResponse:
 
 async def rank(request: Request) -> FastJSONResponse:
     svc = authorize(request)
-    body = await read_json(request, svc.settings.max_body_bytes, INVALID)
+    raw = await read_body(request, svc.settings.max_body_bytes)
     model = svc.serving
     mode = svc.rules.learning_mode
-    ranked = rank_body(body, model.policy, mode)
+    ranked = rank_body(raw, model.policy, mode)
     req, decision = ranked.request, ranked.decision
     event_id, digest = ranked.event_id, ranked.digest
     row = DecisionRow(
@@ -152,8 +231,9 @@ async def rank(request: Request) -> FastJSONResponse:
     )
     if await svc.writer.add_decision(row):
         return answer(event_id, ranked.ranking)
-    logged = await svc.writer.replay(event_id, [digest])
-    if logged is None or logged.request_hash != digest:
+    digests = [digest, legacy_request_hash(req, event_id)]
+    logged = await svc.writer.replay(event_id, digests)
+    if logged is None or logged.request_hash not in digests:
         raise ApiError(
             409,
             "Conflict",

@@ -231,7 +231,9 @@ class GroupCommitWriter:
 
     # -- the callers' side ------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Connect (so the process is ready when it starts serving), then run."""
+        await self._connection([])
         self._task = asyncio.create_task(self._run(), name="group-commit-writer")
 
     async def stop(self) -> None:

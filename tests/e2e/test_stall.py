@@ -13,8 +13,9 @@ ranks and one reward committed after their 503. Once every event is final and le
 
 - an eventId whose last rank answer was 503 has no `joined` row with `learn` true, and no
   policy (the champion and a challenger) has a score for it;
-- every event's `joined.reward` is the sum of its rewards answered 204, exactly: a reward
-  answered 503 is in no sum (and a retried one is counted once);
+- every event's `joined.reward` is the sum of its rewards answered 204 (within its wait time,
+  as the service received them), exactly: a reward answered 503 is in no sum (and a retried
+  one is counted once);
 - every 201 has its decision row, every 204 its reward row;
 - each retried rank was answered 201 and is learned exactly once (one `joined` row, learned,
   one score per policy);
@@ -286,6 +287,17 @@ def test_a_call_answered_503_is_never_learned(
             stored = Counter(
                 (e, v) for e, v in db.execute("SELECT event_id, value FROM rewards").fetchall()
             )
+            # the newest row of each (eventId, value) (a 503'd reward sent again wrote a second
+            # one), and whether it came within its event's wait time, as the service sees it
+            in_window = {
+                (e, v): within
+                for e, v, within in db.execute(
+                    "SELECT r.event_id, r.value,"
+                    " max(r.received_at) <= min(d.created_at) + %s::interval"
+                    " FROM rewards r JOIN decisions d USING (event_id) GROUP BY 1, 2",
+                    (WAIT_TIME,),
+                ).fetchall()
+            }
             voided = db.execute("SELECT count(*) FROM voided_batches").fetchone()[0]
 
         context = (
@@ -322,10 +334,12 @@ def test_a_call_answered_503_is_never_learned(
         for event_id in ranked:
             seq, learn, reward, reason = joined[event_id]
             assert learn and reason == "reward", f"{event_id}: {joined[event_id]}{context}"
-            expected = sum(acknowledged[event_id])
+            # a reward answered 204 after its event's wait time is kept, not learned
+            counted = [v for v in acknowledged[event_id] if in_window[(event_id, v)]]
+            expected = sum(counted)
             assert abs(reward - expected) < 1e-9, (
-                f"{event_id}: learned with {reward}, the rewards answered 204 sum to {expected}"
-                f" ({acknowledged[event_id]}){context}"
+                f"{event_id}: learned with {reward}, the rewards answered 204 within its wait"
+                f" time sum to {expected} ({counted} of {acknowledged[event_id]}){context}"
             )
             assert scores[seq] == 2, f"{event_id}: {scores[seq]} scores, not 2{context}"
 

@@ -62,7 +62,8 @@ def _features(rng: random.Random) -> Any:
 def _plain_features(rng: random.Random) -> list[dict[str, Any]]:
     """Features that break no rule and need no cleaning (so the fast path is exercised)."""
     namespace = {"kind": rng.choice(["a", "b"]), "n": rng.random(), "flag": True}
-    return [{"c": f"v{rng.randrange(5)}", "w": rng.randrange(10), "ns": namespace}]
+    flat: dict[str, Any] = {"c": f"v{rng.randrange(5)}", "w": rng.randrange(10), "a": [1, 0.5]}
+    return [flat | {"ns": namespace}] if rng.random() < 0.5 else [flat]
 
 
 def _body(rng: random.Random) -> dict[str, Any]:

@@ -38,7 +38,8 @@ LEARN_BATCH = 500
 PURGE_EVERY_S = 600.0  # how often the learner applies logRetentionDays
 YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
 SCORES_BUFFERED = 100_000  # unsaved scores that bring the next snapshot forward
-COALESCE_S = 0.02  # a step woken by a commit waits this long, so a burst is joined at once
+COALESCE_S = 0.02  # a step woken by a commit waits for commits to pause this long ...
+COALESCE_MAX_S = 0.1  # ... but no longer than this
 TAKE_OVER_EVERY_S = 1.0  # how often the learner looks for writers whose process is gone
 
 
@@ -180,7 +181,11 @@ class Learner:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._join_interval)
-            if self._wake.is_set():  # woken by a commit: let the rewards sent with it land too
+            # woken by a commit: wait until commits pause (at most COALESCE_MAX_S), so that the
+            # rewards sent together are joined together
+            settle_until = time.monotonic() + COALESCE_MAX_S
+            while self._wake.is_set() and time.monotonic() < settle_until:
+                self._wake.clear()
                 await asyncio.sleep(COALESCE_S)
             self._wake.clear()
             try:

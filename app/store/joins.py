@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store import writers
@@ -47,6 +47,22 @@ class Candidate:
     rewards: list[float]
     unresolved: bool  # its decision, or a reward or activation in its window, may not count
     void: bool  # its decision's rank call was answered 503 (until a retry answered 201)
+
+
+# The final events of a step enter `joined` and leave `pending` in one statement (its text is
+# fixed, so nothing is compiled per step).
+JOIN_EVENTS = """
+WITH final AS (
+    SELECT * FROM unnest(
+        %(seqs)s::bigint[], %(event_ids)s::text[], %(rewards)s::float8[], %(learn)s::bool[],
+        %(reasons)s::text[], %(counts)s::int[]
+    ) AS f(seq, event_id, reward, learn, reason, reward_count)
+), saved AS (
+    INSERT INTO joined (seq, event_id, reward, learn, reason, reward_count, joined_at)
+    SELECT seq, event_id, reward, learn, reason, reward_count, now() FROM final
+)
+DELETE FROM pending WHERE event_id IN (SELECT event_id FROM final)
+"""
 
 
 async def hold_finalization(conn: AsyncConnection) -> None:
@@ -194,24 +210,17 @@ async def finalize(
             .scalars()
             .all()
         )
-        await conn.execute(
-            insert(joined).values(
-                [
-                    {
-                        "seq": seq,
-                        "event_id": c.event_id,
-                        "reward": o.reward,
-                        "learn": o.learn,
-                        "reason": o.reason,
-                        "reward_count": len(c.rewards),
-                        "joined_at": sa.func.now(),
-                    }
-                    for seq, (c, o) in zip(sorted(seqs), final, strict=True)
-                ]
-            )
-        )
-        await conn.execute(
-            sa.delete(pending).where(pending.c.event_id.in_([c.event_id for c, _ in final]))
+        ordered = list(zip(sorted(seqs), final, strict=True))
+        await conn.exec_driver_sql(
+            JOIN_EVENTS,
+            {
+                "seqs": [seq for seq, _ in ordered],
+                "event_ids": [c.event_id for _, (c, _) in ordered],
+                "rewards": [o.reward for _, (_, o) in ordered],
+                "learn": [o.learn for _, (_, o) in ordered],
+                "reasons": [o.reason for _, (_, o) in ordered],
+                "counts": [len(c.rewards) for _, (c, _) in ordered],
+            },
         )
     return len(final)
 

@@ -467,9 +467,13 @@ class GroupCommitWriter:
                 events.append(op)
         resolved, voids = account.resolved, list(account.voids)
         try:
+            # One implicit transaction: the statements up to the pipeline's sync commit together
+            # when the sync is reached (an error rolls them all back), and leaving the block
+            # waits for the sync's answer, so the rows are committed when it returns.
             async with conn.pipeline():
-                await conn.execute("BEGIN")
-                await conn.execute(w.MARK, (batch.number, resolved, account.writer_id))
+                await conn.execute(
+                    w.MARK, (batch.number, resolved, account.writer_id), prepare=True
+                )
                 if voids:
                     await conn.execute(w.VOID, (voids,))
                 decision_cursors = []
@@ -499,7 +503,6 @@ class GroupCommitWriter:
                     params = {"event_id": event_id, "digests": digests, "batch": batch.number}
                     await cursor.execute(REPLAY_DECISION, params, prepare=True)
                     replay_cursors.append(cursor)
-                await conn.execute("COMMIT")
             inserted = set()
             for cursor in decision_cursors:
                 inserted.update(row[0] for row in await cursor.fetchall())

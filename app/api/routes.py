@@ -97,4 +97,23 @@ def routes() -> list[BaseRoute]:
         Route("/livez", health.livez, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
     ]
-    return [*health_routes, *admin_routes(), *mounts]
+    # the calls of every request, first and without a mount (their answers are the same in
+    # every version)
+    hot: list[BaseRoute] = [
+        route
+        for v in PATH_VERSIONS
+        for route in (
+            Route(f"/personalizer/{v}/rank", rank.rank, methods=["POST"]),
+            Route(
+                f"/personalizer/{v}/events/{{event_id:path}}/reward",
+                events.reward,
+                methods=["POST"],
+            ),
+            Route(
+                f"/personalizer/{v}/events/{{event_id:path}}/activate",
+                events.activate,
+                methods=["POST"],
+            ),
+        )
+    ]
+    return [*hot, *health_routes, *admin_routes(), *mounts]

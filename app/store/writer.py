@@ -44,7 +44,7 @@ from policies import codec
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
-PUBLISH_AFTER_S = 0.002  # idle this long after a batch: publish its resolution on its own
+PUBLISH_AFTER_S = 0.1  # idle this long after a batch: publish its resolution on its own
 HEARTBEAT_S = 1.0  # idle this long: a round trip that proves the connection (and readiness)
 READY_WITHIN_S = 5.0  # ready while the last round trip came back less than this ago
 RETRY_PREVIOUS_S = 1.0  # how often to try resolving a previous connection's batches
@@ -84,8 +84,7 @@ class DecisionRow(NamedTuple):
     deferred: bool
 
 
-_JSON_FIELDS = frozenset({"context", "actions", "excluded", "ranking"})
-_JSON_AT = [i for i, name in enumerate(DecisionRow._fields) if name in _JSON_FIELDS]
+_JSON_FIELDS = ("context", "actions", "excluded", "ranking")
 
 
 @dataclass(frozen=True)
@@ -96,10 +95,12 @@ class Logged:
     ranking: list[dict[str, Any]]
 
 
-# Decisions: one prepared INSERT per row (PostgreSQL parses each JSON column once), all rows of
-# a batch in one pipeline; the decision enters the joiner's queue with its batch.
+# Decisions: one prepared INSERT per row (PostgreSQL parses each JSON column once), all the
+# statements of a batch in one pipeline; the decision enters the joiner's queue with its batch.
 _NAMES = ", ".join(DecisionRow._fields)
-_VALUES = ", ".join("%s::jsonb" if name in _JSON_FIELDS else "%s" for name in DecisionRow._fields)
+_VALUES = ", ".join(
+    f"%({name})s::jsonb" if name in _JSON_FIELDS else f"%({name})s" for name in DecisionRow._fields
+)
 INSERT_DECISION = f"""
 WITH inserted AS (
     INSERT INTO decisions (created_at, {_NAMES}) VALUES (now(), {_VALUES})
@@ -107,7 +108,7 @@ WITH inserted AS (
     RETURNING event_id, deferred
 ), queued AS (
     INSERT INTO pending (event_id, created_at, deferred, batch)
-    SELECT event_id, now(), deferred, %s FROM inserted
+    SELECT event_id, now(), deferred, %(batch)s FROM inserted
 )
 SELECT event_id FROM inserted
 """
@@ -164,6 +165,25 @@ def _replay_statement() -> str:
 
 
 REPLAY_DECISION = _replay_statement()
+
+# The first statement of a batch also records the batch and what the writer has answered for
+# (and the batches it voids), in CTEs of its own: a batch of one call is one statement.
+_MARK = """mark AS (
+    UPDATE writers SET last_batch = %(batch)s, resolved_through = %(resolved)s, seen_at = now()
+    WHERE id = %(writer)s
+), voided AS (
+    INSERT INTO voided_batches (batch, voided_at) SELECT unnest(%(voids)s::bigint[]), now()
+    ON CONFLICT DO NOTHING
+), """
+
+
+def _marked(statement: str) -> str:
+    head, _, rest = statement.partition("WITH ")
+    assert not head.strip(), "a batch statement starts with WITH"
+    return "WITH " + _MARK + rest
+
+
+MARKED = {query: _marked(query) for query in (INSERT_DECISION, INSERT_EVENTS, REPLAY_DECISION)}
 
 
 class _Op:
@@ -466,50 +486,41 @@ class GroupCommitWriter:
             else:
                 events.append(op)
         resolved, voids = account.resolved, list(account.voids)
+        statements: list[tuple[str, dict[str, Any]]] = []
+        for op in decisions.values():
+            statements.append((INSERT_DECISION, _decision_params(op.row)))
+        if events:
+            rows = [
+                {"n": n, "kind": op.kind, "event_id": op.row[0], "value": op.row[1],
+                 "slot_id": op.row[2]}
+                for n, op in enumerate(events)
+            ]  # fmt: skip
+            statements.append((INSERT_EVENTS, {"ops": codec.dumps_text(rows)}))
+        for op in replays:
+            event_id, digests = op.row
+            statements.append((REPLAY_DECISION, {"event_id": event_id, "digests": digests}))
+        for _, params in statements:
+            params["batch"] = batch.number
+        first_query, first = statements[0]
+        first.update(resolved=resolved, writer=account.writer_id, voids=voids)
+        statements[0] = (MARKED[first_query], first)
         try:
-            # One implicit transaction: the statements up to the pipeline's sync commit together
-            # when the sync is reached (an error rolls them all back), and leaving the block
-            # waits for the sync's answer, so the rows are committed when it returns.
-            async with conn.pipeline():
-                await conn.execute(
-                    w.MARK, (batch.number, resolved, account.writer_id), prepare=True
-                )
-                if voids:
-                    await conn.execute(w.VOID, (voids,))
-                decision_cursors = []
-                for op in decisions.values():
-                    cursor = conn.cursor()
-                    await cursor.execute(
-                        INSERT_DECISION, [*_decision_params(op.row), batch.number], prepare=True
-                    )
-                    decision_cursors.append(cursor)
-                event_cursor = None
-                if events:
-                    event_cursor = conn.cursor()
-                    rows = [
-                        {"n": n, "kind": op.kind, "event_id": op.row[0], "value": op.row[1],
-                         "slot_id": op.row[2]}
-                        for n, op in enumerate(events)
-                    ]  # fmt: skip
-                    await event_cursor.execute(
-                        INSERT_EVENTS,
-                        {"ops": codec.dumps_text(rows), "batch": batch.number},
-                        prepare=True,
-                    )
-                replay_cursors = []
-                for op in replays:
-                    cursor = conn.cursor()
-                    event_id, digests = op.row
-                    params = {"event_id": event_id, "digests": digests, "batch": batch.number}
-                    await cursor.execute(REPLAY_DECISION, params, prepare=True)
-                    replay_cursors.append(cursor)
-            inserted = set()
-            for cursor in decision_cursors:
-                inserted.update(row[0] for row in await cursor.fetchall())
-            known = set()
-            if event_cursor is not None:
-                known = {row[0] for row in await event_cursor.fetchall()}
-            logged = [await cursor.fetchone() for cursor in replay_cursors]
+            cursors = [conn.cursor() for _ in statements]
+            if len(statements) == 1:  # one statement: its own implicit transaction
+                await cursors[0].execute(*statements[0], prepare=True)
+            else:
+                # One implicit transaction: the statements up to the pipeline's sync commit
+                # together when it is reached (an error rolls them all back), and leaving the
+                # block waits for the sync's answer, so the rows are committed when it returns.
+                async with conn.pipeline():
+                    for cursor, (query, params) in zip(cursors, statements, strict=True):
+                        await cursor.execute(query, params, prepare=True)
+            results = [await cursor.fetchall() for cursor in cursors]
+            inserted = {row[0] for rows in results[: len(decisions)] for row in rows}
+            known: set[str] = set()
+            if events:
+                known = {row[0] for row in results[len(decisions)]}
+            logged = [rows[0] if rows else None for rows in results[len(results) - len(replays) :]]
         except psycopg.Error as exc:
             await self._failed(conn, batch, exc)
             return
@@ -650,8 +661,8 @@ class GroupCommitWriter:
                 log.warning("voided batches %s of a failed connection", voids)
 
 
-def _decision_params(row: DecisionRow) -> list[Any]:
-    params = list(row)
-    for i in _JSON_AT:
-        params[i] = codec.dumps_text(params[i])
+def _decision_params(row: DecisionRow) -> dict[str, Any]:
+    params = row._asdict()
+    for name in _JSON_FIELDS:
+        params[name] = codec.dumps_text(params[name])
     return params

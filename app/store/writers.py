@@ -77,8 +77,6 @@ INSERT INTO writers (host, boot_id, pid, process_start, started_at, seen_at)
 VALUES (%s, %s, %s, %s, now(), now()) RETURNING id
 """
 LOCK = f"SELECT pg_advisory_lock({WRITER_LOCK}, %s)"
-# Sent with every batch: the batch it is, and what the writer has resolved so far.
-MARK = "UPDATE writers SET last_batch = %s, resolved_through = %s, seen_at = now() WHERE id = %s"
 PUBLISH = "UPDATE writers SET resolved_through = %s, seen_at = now(), closed = %s WHERE id = %s"
 VOID = """
 INSERT INTO voided_batches (batch, voided_at) SELECT unnest(%s::bigint[]), now()

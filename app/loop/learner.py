@@ -38,8 +38,8 @@ LEARN_BATCH = 500
 PURGE_EVERY_S = 600.0  # how often the learner applies logRetentionDays
 YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
 SCORES_BUFFERED = 100_000  # unsaved scores that bring the next snapshot forward
-COALESCE_S = 0.02  # a step woken by a commit waits for commits to pause this long ...
-COALESCE_MAX_S = 0.1  # ... but no longer than this
+COALESCE_S = 0.01  # a step woken by a commit waits for commits to pause this long ...
+COALESCE_MAX_S = 0.05  # ... but no longer than this
 TAKE_OVER_EVERY_S = 1.0  # how often the learner looks for writers whose process is gone
 
 

@@ -248,6 +248,7 @@ class GroupCommitWriter:
         self._previous: list[_Account] = []  # of connections that failed, still owing
         self._retry_previous_at = 0.0
         self._last_ok = -1e9  # loop time of the last round trip that came back
+        self._next_connect_warning = 0.0
 
     # -- the callers' side ------------------------------------------------------------------
 
@@ -384,6 +385,8 @@ class GroupCommitWriter:
         return ops
 
     async def _write_next(self) -> None:
+        if self._previous and asyncio.get_running_loop().time() >= self._retry_previous_at:
+            await self._resolve_previous()  # also under a load that never leaves it idle
         ops = self._take()
         if not ops:
             return
@@ -443,11 +446,15 @@ class GroupCommitWriter:
                 await conn.close()
                 raise
         except (psycopg.Error, OSError) as exc:
-            log.warning("group-commit writer: cannot connect: %s", exc)
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_connect_warning:  # once a minute while it lasts
+                self._next_connect_warning = now + 60.0
+                log.warning("group-commit writer: cannot connect: %s", exc)
             for op in ops:
                 self._fail(op, Unavailable(f"the database cannot be reached: {exc}"))
             return None
         self._conn = conn
+        self._next_connect_warning = 0.0
         self._account = _Account(row[0])
         self._n = 0
         self._last_ok = asyncio.get_running_loop().time()

@@ -10,7 +10,7 @@ finalizes nothing whose rows are not resolved yet.
 A writer holds the advisory lock `(WRITER_LOCK, id)` for as long as its connection lives. When
 the connection is gone, its process resolves what it left in doubt from a new connection. When
 the process itself is gone (`take_over`), the rows it left unresolved are resolved as answered:
-on this machine as soon as the process is seen dead, from any machine `ORPHAN_AFTER` after its
+as soon as the process is seen dead when it ran on this machine, else `ORPHAN_AFTER` after its
 writer was last seen.
 """
 
@@ -97,7 +97,8 @@ CLOSE = "UPDATE writers SET resolved_through = %s, closed = true, seen_at = now(
 async def take_over(engine: AsyncEngine) -> list[int]:
     """Close every writer whose process is gone and whose session has ended, resolving the
     batches it left unresolved as answered; returns their ids. A writer is gone when its process
-    is seen dead on this machine, or when it was last seen ORPHAN_AFTER ago."""
+    is seen dead on this machine, or, for a process of another machine, when its writer was last
+    seen ORPHAN_AFTER ago. A living process of this machine is never taken over."""
     stale = writers.c.seen_at < sa.func.now() - ORPHAN_AFTER
     query = sa.select(
         writers.c.id,
@@ -109,12 +110,12 @@ async def take_over(engine: AsyncEngine) -> list[int]:
     ).where(sa.not_(writers.c.closed))
     async with engine.begin() as conn:
         rows = (await conn.execute(query)).all()
-        gone = [
-            row.id
-            for row in rows
-            if row.stale
-            or alive(ProcessId(row.host, row.boot_id, row.pid, row.process_start)) is False
-        ]
+        gone = []
+        for row in rows:
+            living = alive(ProcessId(row.host, row.boot_id, row.pid, row.process_start))
+            # a living process of this machine settles its own writers when it reconnects
+            if living is False or (living is None and row.stale):
+                gone.append(row.id)
         if not gone:
             return []
         free = sa.func.pg_try_advisory_xact_lock(WRITER_LOCK, writers.c.id)

@@ -224,3 +224,14 @@ def test_a_writer_of_another_machine_is_taken_over_once_stale(db, database_url) 
         (writers.ORPHAN_AFTER, other),
     )
     assert _take_over(database_url) == [other]
+
+
+def test_a_living_process_of_this_machine_is_never_taken_over(db, database_url) -> None:
+    """Its writer settles its own batches when it reconnects (it knows which were late)."""
+    me = this_process()
+    living = _writer(db, resolved_n=1, pid=me.pid, start=me.start)
+    db.execute(
+        "UPDATE writers SET seen_at = now() - %s - interval '1 minute' WHERE id = %s",
+        (writers.ORPHAN_AFTER, living),
+    )
+    assert _take_over(database_url) == []

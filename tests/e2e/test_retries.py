@@ -21,9 +21,7 @@ def test_a_decision_logged_under_the_legacy_digest_is_replayed(server: Server, d
         assert digest.startswith("v2:")
         # the row as a version before v2 would have logged it
         legacy = legacy_request_hash(read_rank_request(json.dumps(body).encode()), event_id)
-        db.execute(
-            "UPDATE decisions SET request_hash = %s WHERE event_id = %s", (legacy, event_id)
-        )
+        db.execute("UPDATE decisions SET request_hash = %s WHERE event_id = %s", (legacy, event_id))
         again = client.post("/rank", json=body)
         assert again.status_code == 201, again.text
         assert again.json() == first.json()

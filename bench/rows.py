@@ -9,15 +9,16 @@ each), on a fresh database. The figure is the CPU time of the server process tha
 connection (`/proc/<backend pid>/stat`, user + system, so the server must run on this machine)
 divided by the rows, and the client's own CPU per row beside it:
 
-- `per-row`: the writer's statement, one prepared `INSERT … VALUES` per row (with the `pending`
-  insert in a CTE), every row of a batch in one pipeline;
+- `per-row`: one prepared `INSERT … VALUES` per row (with the `pending` insert in a CTE), the
+  rows of a batch in one pipeline (a batch of one: a plain statement);
 - `unnest`: one prepared `INSERT … SELECT … FROM unnest(…)` per batch, one array per column
-  (sent in binary), with the same CTE;
+  (sent in binary), with the same CTE: one plain statement;
 - `copy`: binary `COPY` into a temporary staging table, then `INSERT … SELECT … ON CONFLICT DO
   NOTHING RETURNING` and the `pending` insert, in one transaction (a temporary table writes no
   WAL; `COPY` straight into `decisions` could not skip a duplicate eventId).
 
-The writer keeps `per-row`: see bench/README.md for the figures.
+The writer sends one row as `per-row` does and several as `unnest` does (`app/store/writer.py`);
+bench/README.md has the figures.
 """
 
 from __future__ import annotations
@@ -40,21 +41,12 @@ from bench import commit
 from bench.database import DEFAULT_URL, fresh_database, postgres_server
 
 COLUMNS = writer.DecisionRow._fields
-TYPES = {"reward_action": "int4", "policy_action": "int4", "reward_position": "int4",
-         "policy_position": "int4", "policy_id": "int4", "probability": "float8",
-         "policy_probability": "float8", "deferred": "bool"}  # fmt: skip
+TYPES = writer._TYPES
 JSON = set(writer._JSON_FIELDS)
-QUEUE = "INSERT INTO pending (event_id, created_at, deferred, batch) SELECT event_id, now(), deferred, 0 FROM inserted"
-UNNEST = f"""
-WITH inserted AS (
-    INSERT INTO decisions (created_at, {", ".join(COLUMNS)})
-    SELECT now(), {", ".join(f"d.{c}::jsonb" if c in JSON else f"d.{c}" for c in COLUMNS)}
-    FROM unnest({", ".join(f"%({c})b::{TYPES.get(c, 'text')}[]" for c in COLUMNS)})
-        AS d({", ".join(COLUMNS)})
-    ON CONFLICT DO NOTHING RETURNING event_id, deferred
-), queued AS ({QUEUE})
-SELECT event_id FROM inserted
-"""
+QUEUE = (
+    "INSERT INTO pending (event_id, created_at, deferred, batch)"
+    " SELECT event_id, now(), deferred, 0 FROM inserted"
+)
 STAGING = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS staging ({
     ", ".join(f"{c} {'text' if c in JSON else TYPES.get(c, 'text')}" for c in COLUMNS)
@@ -86,19 +78,22 @@ def _rows(n: int, actions: int) -> list[list[Any]]:
 
 async def _per_row(conn: psycopg.AsyncConnection[Any], batch: list[list[Any]]) -> None:
     cursors = [conn.cursor() for _ in batch]
-    async with conn.pipeline():
-        for cursor, row in zip(cursors, batch, strict=True):
-            params = dict(zip(COLUMNS, row, strict=True))
-            params["batch"] = 0
-            await cursor.execute(writer.INSERT_DECISION, params, prepare=True)
+    rows = [{**dict(zip(COLUMNS, row, strict=True)), "batch": 0} for row in batch]
+    if len(batch) == 1:
+        await cursors[0].execute(writer.INSERT_DECISION, rows[0], prepare=True)
+    else:
+        async with conn.pipeline():
+            for cursor, params in zip(cursors, rows, strict=True):
+                await cursor.execute(writer.INSERT_DECISION, params, prepare=True)
     for cursor in cursors:
         await cursor.fetchall()
 
 
 async def _unnest(conn: psycopg.AsyncConnection[Any], batch: list[list[Any]]) -> None:
     params = {c: [row[i] for row in batch] for i, c in enumerate(COLUMNS)}
+    params["batch"] = 0
     cursor = conn.cursor()
-    await cursor.execute(UNNEST, params, prepare=True)
+    await cursor.execute(writer.INSERT_DECISIONS, params, prepare=True)
     await cursor.fetchall()
 
 

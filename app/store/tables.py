@@ -46,20 +46,23 @@ rewards = sa.Table(
     "rewards",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("event_id", sa.Text, nullable=False, index=True),
+    sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("slot_id", sa.Text),  # multi-slot rewards; NULL for single-slot
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("batch", sa.BigInteger, nullable=False, server_default="0"),  # see writers
+    # an event's rewards within its window: one index range, whatever the table's size
+    sa.Index("ix_rewards_event_id_received_at", "event_id", "received_at"),
 )
 
 activations = sa.Table(
     "activations",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("event_id", sa.Text, nullable=False, index=True),
+    sa.Column("event_id", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("batch", sa.BigInteger, nullable=False, server_default="0"),  # see writers
+    sa.Index("ix_activations_event_id_received_at", "event_id", "received_at"),
 )
 
 # One row per connection of a group-commit writer. A batch is `(writer id << 32) | n`; every

@@ -38,8 +38,8 @@ LEARN_BATCH = 500
 PURGE_EVERY_S = 600.0  # how often the learner applies logRetentionDays
 YIELD_EVERY = 50  # events learned between yields to the event loop (keeps rank latency low)
 SCORES_BUFFERED = 100_000  # unsaved scores that bring the next snapshot forward
-COALESCE_S = 0.01  # a step woken by a commit waits for commits to pause this long ...
-COALESCE_MAX_S = 0.05  # ... but no longer than this
+COALESCE_S = 0.01  # under a stream of rewards, a step woken by a commit waits for commits
+COALESCE_MAX_S = 0.05  # to pause this long, but no longer than this
 TAKE_OVER_EVERY_S = 1.0  # how often the learner looks for writers whose process is gone
 
 
@@ -81,6 +81,7 @@ class Learner:
         self._rewards_since: datetime | None = None  # see joins.LOOKBACK
         self._rewards_rules: tuple[str, timedelta] | None = None  # the rules it was taken under
         self._next_take_over = 0.0
+        self._joined_last_step = 0  # events the previous step joined
         self.serving: ServingModel | None = None
         self.models: dict[int, ServingModel] = {}  # the learner's active policies, by id
 
@@ -181,12 +182,14 @@ class Learner:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._join_interval)
-            # woken by a commit: wait until commits pause (at most COALESCE_MAX_S), so that the
-            # rewards sent together are joined together
-            settle_until = time.monotonic() + COALESCE_MAX_S
-            while self._wake.is_set() and time.monotonic() < settle_until:
-                self._wake.clear()
-                await asyncio.sleep(COALESCE_S)
+            # Under a stream of rewards (the previous step joined several events), a step woken
+            # by a commit first waits until commits pause (at most COALESCE_MAX_S), so that
+            # rewards sent together are joined together; otherwise a reward is joined at once.
+            if self._wake.is_set() and self._joined_last_step > 1:
+                settle_until = time.monotonic() + COALESCE_MAX_S
+                while self._wake.is_set() and time.monotonic() < settle_until:
+                    self._wake.clear()
+                    await asyncio.sleep(COALESCE_S)
             self._wake.clear()
             try:
                 await self.step()
@@ -210,8 +213,9 @@ class Learner:
             # after a change of the join rules, look at the whole wait time once
             rules_key = (rules.aggregation, rules.wait)
             since = self._rewards_since if self._rewards_rules == rules_key else None
-            while (
-                await joins.finalize(
+            self._joined_last_step = 0
+            while True:
+                joined = await joins.finalize(
                     self._engine,
                     rules.wait,
                     rules.aggregation == "earliest",
@@ -228,9 +232,9 @@ class Learner:
                     since,
                     self._answered(),
                 )
-                == joins.FINALIZE_BATCH
-            ):
-                pass  # a backlog (e.g. events that expired while no learner ran)
+                self._joined_last_step += joined
+                if joined < joins.FINALIZE_BATCH:
+                    break  # else a backlog (e.g. events that expired while no learner ran)
             self._rewards_since, self._rewards_rules = started - joins.LOOKBACK, rules_key
             if self.models:
                 await self._learn_available(list(self.models.values()))

@@ -105,8 +105,10 @@ def test_earliest_and_deferred_activation(server: Server, db) -> None:
             c.post(f"/events/{reward_then_activate}/reward", json={"value": 0.5}).status_code == 204
         )
 
-        # earliest: final at the first reward, without waiting for the wait time
-        _wait_until(lambda: _joined(db, rewarded) is not None, timeout=WAIT_S - 1)
+        # earliest: final at the first reward, without waiting for the wait time (each is final
+        # at its own reward: a learner step may join one before the next reward arrives)
+        first = (rewarded, twice, activated_rewarded)
+        _wait_until(lambda: all(_joined(db, e) is not None for e in first), timeout=WAIT_S - 1)
         assert _joined(db, rewarded) == (1.0, True, "reward")
         assert _joined(db, twice) == (0.5, True, "reward")
         assert _joined(db, activated_rewarded) == (0.75, True, "reward")

@@ -1,6 +1,6 @@
 """A TCP proxy between a server under test and PostgreSQL that can go silent without closing
 anything (see `SilenceableProxy`), and the `proxy` fixture that starts one in front of the
-test database. Used by the silent-outage and the stall tests."""
+test database. Used by the silent-outage, stall and acknowledgement tests."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ class SilenceableProxy:
 
     One thread runs a `select` loop over every socket. While frozen it selects on the listening
     socket only: connections are accepted (and connected upstream) but no byte is read or
-    written on any connection, so everything in flight waits in the kernel's buffers.
+    written on any connection, so everything in flight waits in the kernel's buffers. While it
+    holds replies, only the server's side is silent: what the client sends is forwarded, what
+    the server answers waits.
     """
 
     BUFFER = 1 << 20  # stop reading a side while this much waits to be written to the other
@@ -31,6 +33,7 @@ class SilenceableProxy:
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._frozen = False
+        self._holding = False  # replies (upstream → client) held
         self._closing = threading.Event()
         self._pipes: list[_Pipe] = []
         self.accepted = 0
@@ -50,6 +53,15 @@ class SilenceableProxy:
         with self._lock:
             self._frozen = False
 
+    def hold_replies(self) -> None:
+        """From the return of this call on, no byte goes from the server to a client."""
+        with self._lock:
+            self._holding = True
+
+    def release_replies(self) -> None:
+        with self._lock:
+            self._holding = False
+
     @property
     def connections(self) -> int:
         with self._lock:
@@ -68,7 +80,7 @@ class SilenceableProxy:
         while not self._closing.is_set():
             with self._lock:
                 frozen = self._frozen
-                pipes = list(self._pipes)
+                pipes = [p for p in self._pipes if not (self._holding and p.reply)]
             readers: list[socket.socket] = [self._listener]
             writers: list[socket.socket] = []
             if not frozen:
@@ -85,7 +97,8 @@ class SilenceableProxy:
                 if self._frozen:  # frozen since the select: forward nothing
                     continue
                 for pipe in pipes:
-                    self._forward(pipe, readable, writable)
+                    if not (self._holding and pipe.reply):  # held since the select
+                        self._forward(pipe, readable, writable)
                 self._reap()
 
     def _accept(self) -> None:
@@ -108,7 +121,7 @@ class SilenceableProxy:
             for sock in (client, upstream):
                 sock.setblocking(False)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            there, back = _Pipe(client, upstream), _Pipe(upstream, client)
+            there, back = _Pipe(client, upstream), _Pipe(upstream, client, reply=True)
             there.peer, back.peer = back, there
             self._pipes += [there, back]
 
@@ -149,9 +162,10 @@ class SilenceableProxy:
 class _Pipe:
     """One direction of a proxied connection: bytes read from `src`, not yet written to `dst`."""
 
-    def __init__(self, src: socket.socket, dst: socket.socket) -> None:
+    def __init__(self, src: socket.socket, dst: socket.socket, reply: bool = False) -> None:
         self.src = src
         self.dst = dst
+        self.reply = reply  # the server's side: upstream → client
         self.buffer = bytearray()
         self.eof = False  # src has sent FIN
         self.shut = False  # FIN passed on to dst

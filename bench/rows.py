@@ -40,16 +40,11 @@ from app.store.db import migrate
 from bench import commit
 from bench.database import DEFAULT_URL, fresh_database, postgres_server
 
-COLUMNS = writer.DecisionRow._fields
-TYPES = writer._TYPES
+COLUMNS = writer.COLUMNS
 JSON = set(writer._JSON_FIELDS)
-QUEUE = (
-    "INSERT INTO pending (event_id, created_at, deferred, batch)"
-    " SELECT event_id, now(), deferred, 0 FROM inserted"
-)
 STAGING = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS staging ({
-    ", ".join(f"{c} {'text' if c in JSON else TYPES.get(c, 'text')}" for c in COLUMNS)
+    ", ".join(f"{c} {writer.SENT_AS[c]}" for c in COLUMNS)
 }) ON COMMIT DELETE ROWS
 """
 FROM_STAGING = f"""
@@ -57,7 +52,7 @@ WITH inserted AS (
     INSERT INTO decisions (created_at, {", ".join(COLUMNS)})
     SELECT now(), {", ".join(f"{c}::jsonb" if c in JSON else c for c in COLUMNS)} FROM staging
     ON CONFLICT DO NOTHING RETURNING event_id, deferred
-), queued AS ({QUEUE})
+), {writer.QUEUE}
 SELECT event_id FROM inserted
 """
 
@@ -101,14 +96,13 @@ async def _copy(conn: psycopg.AsyncConnection[Any], batch: list[list[Any]]) -> N
     async with conn.transaction():
         cursor = conn.cursor()
         await cursor.execute(STAGING)
-        types = ["text" if c in JSON else TYPES.get(c, "text") for c in COLUMNS]
         async with cursor.copy(
             f"COPY staging ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(types)
+            copy.set_types([writer.SENT_AS[c] for c in COLUMNS])
             for row in batch:
                 await copy.write_row(row)
-        await cursor.execute(FROM_STAGING, prepare=True)
+        await cursor.execute(FROM_STAGING, {"batch": 0}, prepare=True)
         await cursor.fetchall()
 
 

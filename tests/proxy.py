@@ -9,9 +9,12 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
+
+from tests.conftest import Server
 
 
 class SilenceableProxy:
@@ -198,6 +201,12 @@ def via(url: str, port: int) -> str:
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def server_behind(proxy: SilenceableProxy, url: str, data_dir: Path, db_timeout: float) -> Server:
+    """A started service whose every database connection goes through `proxy`."""
+    env = {"DS_DB_TIMEOUT": f"{db_timeout:g}"}
+    return Server(via(url, proxy.port), data_dir, env=env).start()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.types.numeric import Int8
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -84,7 +85,12 @@ class DecisionRow(NamedTuple):
     deferred: bool
 
 
-_JSON_FIELDS = ("context", "actions", "excluded", "ranking")
+COLUMNS = DecisionRow._fields
+_JSON_FIELDS = tuple(c for c in COLUMNS if isinstance(decisions.c[c].type, postgresql.JSONB))
+# How each column is sent, from its type in `decisions` (JSON as text, parsed once by the insert)
+_SENT_AS = {sa.Integer: "int4", sa.Float: "float8", sa.Boolean: "bool", sa.Text: "text",
+            postgresql.JSONB: "text"}  # fmt: skip
+SENT_AS = {c: _SENT_AS[type(decisions.c[c].type)] for c in COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -99,32 +105,28 @@ class Logged:
 # one row by a plain INSERT … VALUES, several by one INSERT … SELECT over one array per column
 # (sent in binary). That is what costs least, in PostgreSQL and in the client, against one
 # INSERT per row in a pipeline and against COPY into a staging table (`python3 -m bench.rows`).
-_TYPES = {"reward_action": "int4", "policy_action": "int4", "reward_position": "int4",
-          "policy_position": "int4", "policy_id": "int4", "probability": "float8",
-          "policy_probability": "float8", "deferred": "bool"}  # fmt: skip
-_COLUMNS = DecisionRow._fields
-_QUEUE = """queued AS (
+QUEUE = """queued AS (
     INSERT INTO pending (event_id, created_at, deferred, batch)
     SELECT event_id, now(), deferred, %(batch)s FROM inserted
 )"""
 INSERT_DECISION = f"""
 WITH inserted AS (
-    INSERT INTO decisions (created_at, {", ".join(_COLUMNS)})
-    VALUES (now(), {", ".join(f"%({c})s::jsonb" if c in _JSON_FIELDS else f"%({c})s" for c in _COLUMNS)})
+    INSERT INTO decisions (created_at, {", ".join(COLUMNS)})
+    VALUES (now(), {", ".join(f"%({c})s::jsonb" if c in _JSON_FIELDS else f"%({c})s" for c in COLUMNS)})
     ON CONFLICT DO NOTHING
     RETURNING event_id, deferred
-), {_QUEUE}
+), {QUEUE}
 SELECT event_id FROM inserted
 """
 INSERT_DECISIONS = f"""
 WITH inserted AS (
-    INSERT INTO decisions (created_at, {", ".join(_COLUMNS)})
-    SELECT now(), {", ".join(f"d.{c}::jsonb" if c in _JSON_FIELDS else f"d.{c}" for c in _COLUMNS)}
-    FROM unnest({", ".join(f"%({c})b::{_TYPES.get(c, 'text')}[]" for c in _COLUMNS)})
-        AS d({", ".join(_COLUMNS)})
+    INSERT INTO decisions (created_at, {", ".join(COLUMNS)})
+    SELECT now(), {", ".join(f"d.{c}::jsonb" if c in _JSON_FIELDS else f"d.{c}" for c in COLUMNS)}
+    FROM unnest({", ".join(f"%({c})b::{SENT_AS[c]}[]" for c in COLUMNS)})
+        AS d({", ".join(COLUMNS)})
     ON CONFLICT DO NOTHING
     RETURNING event_id, deferred
-), {_QUEUE}
+), {QUEUE}
 SELECT event_id FROM inserted
 """
 
@@ -530,7 +532,9 @@ class GroupCommitWriter:
         for _, params in statements:
             params["batch"] = batch.number
         first_query, first = statements[0]
-        first.update(resolved=resolved, writer=account.writer_id, voids=voids)
+        # as int8 from the first batch on (0 would be sent as int2): psycopg prepares a statement
+        # once per parameter-type signature, a round trip of its own
+        first.update(resolved=Int8(resolved), writer=account.writer_id, voids=voids)
         statements[0] = (MARKED[first_query], first)
         try:
             cursors = [conn.cursor() for _ in statements]
@@ -697,7 +701,7 @@ def _row_params(row: DecisionRow) -> dict[str, Any]:
 
 def _column_params(ops: list[_Op]) -> dict[str, Any]:
     """INSERT_DECISIONS' arrays: one per column, the JSON columns encoded."""
-    params: dict[str, Any] = {name: [op.row[i] for op in ops] for i, name in enumerate(_COLUMNS)}
+    params: dict[str, Any] = {name: [op.row[i] for op in ops] for i, name in enumerate(COLUMNS)}
     for name in _JSON_FIELDS:
         params[name] = [codec.dumps_text(value) for value in params[name]]
     return params

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import Server, rank_body
-from tests.proxy import SilenceableProxy, proxy, via
+from tests.conftest import Server, rank_body, scalar
+from tests.proxy import SilenceableProxy, proxy, server_behind, via
 
 __all__ = ["proxy"]  # the fixture
 
@@ -27,10 +27,8 @@ ROW_TIMEOUT = 10.0
 SETTLE_S = 0.3  # see _held_call
 
 
-def _committed(url: str, table: str, event_id: str) -> bool:
-    with psycopg.connect(url, autocommit=True) as conn:
-        query = f"SELECT count(*) FROM {table} WHERE event_id = %s"
-        return conn.execute(query, (event_id,)).fetchone()[0] > 0
+def _committed(db: psycopg.Connection[Any], table: str, event_id: str) -> bool:
+    return scalar(db, f"SELECT count(*) FROM {table} WHERE event_id = %s", event_id) > 0
 
 
 class _Call(threading.Thread):
@@ -50,7 +48,7 @@ class _Call(threading.Thread):
 
 
 def _held_call(
-    proxy: SilenceableProxy, server: Server, database_url: str, call: tuple[str, dict[str, Any] | None],
+    proxy: SilenceableProxy, server: Server, db: psycopg.Connection[Any], call: tuple[str, dict[str, Any] | None],
     table: str, event_id: str, expected: int,
 ) -> None:  # fmt: skip
     # The writer sends nothing of its own between 0.1 s after its last batch (it publishes what
@@ -61,7 +59,7 @@ def _held_call(
         thread = _Call(server, *call)
         thread.start()
         deadline = time.monotonic() + ROW_TIMEOUT
-        while not _committed(database_url, table, event_id):
+        while not _committed(db, table, event_id):
             assert thread.status is None, f"{call[0]}: answered {thread.status} before its commit"
             assert time.monotonic() < deadline, f"{call[0]}: its row never committed"
             time.sleep(0.01)
@@ -76,37 +74,30 @@ def _held_call(
         proxy.release_replies()
     thread.join(DB_TIMEOUT)
     assert thread.status == expected, f"{call[0]}: {thread.status}"
-    assert _committed(database_url, table, event_id)
+    assert _committed(db, table, event_id)
 
 
 def test_no_answer_leaves_before_the_commit_reply(
-    proxy: SilenceableProxy, database_url: str, tmp_path: Path
+    proxy: SilenceableProxy, database_url: str, db: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
-    server = Server(
-        via(database_url, proxy.port),
-        tmp_path / "server",
-        env={"DS_DB_TIMEOUT": f"{DB_TIMEOUT:g}"},
-    ).start()
+    server = server_behind(proxy, database_url, tmp_path / "server", DB_TIMEOUT)
     try:
         with server.client() as c:
-            # The service works through the proxy, and the writer has prepared its statements
-            # with the parameter types they keep from its second batch on (psycopg prepares one
-            # per type signature, a round trip of its own that the held replies would stall).
-            warm = [f"ack-warm-{i}-{uuid.uuid4()}" for i in range(3)]
-            for event_id in warm:
-                assert c.post("/rank", json=rank_body(event_id)).status_code == 201
-            assert c.post(f"/events/{warm[0]}/reward", json={"value": 1}).status_code == 204
+            # The service works through the proxy, and the writer has prepared the statements
+            # the calls below use (a statement's first use is a round trip of its own, which
+            # the held replies would stall).
+            warm = f"ack-warm-{uuid.uuid4()}"
+            assert c.post("/rank", json=rank_body(warm)).status_code == 201
+            assert c.post(f"/events/{warm}/reward", json={"value": 1}).status_code == 204
         ranked, deferred = f"ack-rank-{uuid.uuid4()}", f"ack-deferred-{uuid.uuid4()}"
-        _held_call(
-            proxy, server, database_url, ("/rank", rank_body(ranked)), "decisions", ranked, 201
-        )
+        _held_call(proxy, server, db, ("/rank", rank_body(ranked)), "decisions", ranked, 201)
         with server.client() as c:
             body = rank_body(deferred, deferActivation=True)
             assert c.post("/rank", json=body).status_code == 201
         reward = (f"/events/{ranked}/reward", {"value": 0.5})
-        _held_call(proxy, server, database_url, reward, "rewards", ranked, 204)
+        _held_call(proxy, server, db, reward, "rewards", ranked, 204)
         activate = (f"/events/{deferred}/activate", None)
-        _held_call(proxy, server, database_url, activate, "activations", deferred, 204)
+        _held_call(proxy, server, db, activate, "activations", deferred, 204)
     finally:
         proxy.release_replies()
         server.stop()

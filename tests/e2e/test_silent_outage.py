@@ -39,7 +39,7 @@ import httpx
 import psycopg
 
 from tests.conftest import API_KEY, Server, rank_body
-from tests.proxy import SilenceableProxy, proxy, via
+from tests.proxy import SilenceableProxy, proxy, server_behind
 
 __all__ = ["proxy"]  # the fixture
 
@@ -153,11 +153,7 @@ class HealthzHangs(AssertionError):
 def test_silent_network_gives_503_in_time_then_recovers(
     proxy: SilenceableProxy, database_url: str, tmp_path: Path
 ) -> None:
-    server = Server(
-        via(database_url, proxy.port),
-        tmp_path / "server",
-        env={"DS_DB_TIMEOUT": f"{DB_TIMEOUT:g}"},
-    ).start()
+    server = server_behind(proxy, database_url, tmp_path / "server", DB_TIMEOUT)
     client = Client(server)
     frozen_at = thawed_at = recovered_at = None
     during: list[Call] = []

@@ -37,7 +37,7 @@ import httpx
 import psycopg
 
 from tests.conftest import ADMIN_KEY, API_KEY, Server, rank_body, wait_until
-from tests.proxy import SilenceableProxy, proxy, via
+from tests.proxy import SilenceableProxy, proxy, server_behind
 
 __all__ = ["proxy"]  # the fixture
 
@@ -171,9 +171,7 @@ def _committed_late(url: str, log: Log) -> tuple[set[str], set[tuple[str, float]
 def test_a_call_answered_503_is_never_learned(
     proxy: SilenceableProxy, database_url: str, tmp_path: Path
 ) -> None:
-    server = Server(
-        via(database_url, proxy.port), tmp_path / "server", env={"DS_DB_TIMEOUT": f"{DB_TIMEOUT:g}"}
-    ).start()
+    server = server_behind(proxy, database_url, tmp_path / "server", DB_TIMEOUT)
     log = Log()
     try:
         server.configure(rewardWaitTime=WAIT_TIME, rewardAggregation="sum")

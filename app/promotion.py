@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from app.store import evaluations, roles
+from app.store import evaluations, lease, roles
 from app.store.roles import Audit, RoleError
 from policies import gate
 from policies.estimators import normal_quantile
@@ -65,10 +65,12 @@ async def promote(
     source: str,
     arguments: str | None = None,
     evaluation_id: str | None = None,
+    fenced_by: lease.Term | None = None,
 ) -> Outcome:
     """Make the candidate the champion when the verdict allows it (or `force`); audit either
     way. A candidate with `policy_id` is a challenger (its model trained in shadow serves); one
-    without is installed with `arguments` and a fresh model (from an evaluation)."""
+    without is installed with `arguments` and a fresh model (from an evaluation). `fenced_by`:
+    the learner's term, when the learner decides (auto-optimization)."""
     if policy_id is None and arguments is None:
         raise ValueError("a candidate without a policy needs its arguments")
     promoted = verdict.promote or force
@@ -84,12 +86,12 @@ async def promote(
         evaluation_id=evaluation_id,
     )
     if not promoted:
-        await roles.record(svc.engine, audit)
+        await roles.record(svc.engine, audit, fenced_by)
         return Outcome(promoted, verdict, force)
     if policy_id is None:
-        await roles.install(svc.engine, policy_name, arguments, audit)  # type: ignore[arg-type]
+        await roles.install(svc.engine, policy_name, arguments, audit, fenced_by)  # type: ignore[arg-type]
     else:
-        await roles.swap(svc.engine, audit)
+        await roles.swap(svc.engine, audit, fenced_by)
     await svc.reload()  # this process switches now; the others on the notification
     return Outcome(promoted, verdict, force)
 
@@ -175,6 +177,7 @@ async def apply_from_evaluation(
     force: bool,
     key_id: str,
     source: str,
+    fenced_by: lease.Term | None = None,
 ) -> Outcome | None:
     """Make an evaluated policy the champion, through the gate (None: it is already Online)."""
     row = await evaluations.get(svc.engine, evaluation_id)
@@ -216,4 +219,5 @@ async def apply_from_evaluation(
         source=source,
         arguments=policy["arguments"],
         evaluation_id=evaluation_id,
+        fenced_by=fenced_by,
     )

@@ -15,7 +15,7 @@ from app.process import this_process
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.service_config import Rules
 from app.settings import Settings
-from app.store import configuration, evaluations
+from app.store import configuration, evaluations, lease
 from app.store.election import CONNECTED, Election
 from app.store.roles import RoleError
 from app.store.writer import GroupCommitWriter
@@ -42,13 +42,24 @@ class Service:
             lambda: self.rules,
             self.settings.snapshots_kept,
             self.settings.join_interval,
+            self.term,
+            self._deposed,
             lambda: self.writer.answered(),
         )
         self.writer = GroupCommitWriter(
             self.database_url, self._committed, self.settings.db_timeout, this_process()
         )
-        self.election = Election(self.database_url, self._lead, self._step_down, self._notified)
-        self.runner = Runner(self.engine, self.database_url, lambda: self.document, self._evaluated)
+        self.election = Election(
+            self.database_url,
+            this_process(),
+            self.settings.learner_lease,
+            self._lead,
+            self._step_down,
+            self._notified,
+        )
+        self.runner = Runner(
+            self.engine, self.database_url, lambda: self.document, self._evaluated, self.term
+        )
 
     def _committed(self, kinds: set[str]) -> None:
         if kinds & {"reward", "activation"}:
@@ -62,6 +73,15 @@ class Service:
     @property
     def role(self) -> str:
         return "learner" if self.election.leading else "worker"
+
+    def term(self) -> lease.Term | None:
+        """This process's learner term (its fencing token), while it leads."""
+        epoch = self.election.epoch
+        return None if epoch is None else lease.Term(epoch, self.settings.learner_lease)
+
+    def _deposed(self) -> None:
+        """A learner write found a newer epoch: stop learning and give up the lead."""
+        self.election.resign()
 
     async def start(self) -> None:
         # a single process becomes the learner (and catches up) before it serves
@@ -105,12 +125,21 @@ class Service:
         if row is None or row["evaluation_type"] != "Auto" or row["status"] != "Succeeded":
             return
         optimal = row["report"].get("optimalPolicy")
-        if not optimal or optimal == "Online":
+        term = self.term()
+        if not optimal or optimal == "Online" or term is None:
             return
         try:
             outcome = await apply_from_evaluation(
-                self, evaluation_id, optimal, force=False, key_id="auto", source="auto"
+                self,
+                evaluation_id,
+                optimal,
+                force=False,
+                key_id="auto",
+                source="auto",
+                fenced_by=term,
             )
+        except lease.Deposed:
+            return
         except (EvaluationError, RoleError) as exc:
             log.warning("auto-optimization could not apply %s: %s", optimal, exc)
             return
@@ -134,4 +163,8 @@ class Service:
         if not self.election.leading:
             await self.learner.refresh()
             return
-        await self.learner.sync()
+        try:
+            await self.learner.sync()
+        except lease.Deposed as exc:
+            log.warning("stopped learning: %s", exc)
+            self._deposed()

@@ -86,6 +86,15 @@ class Settings:
             "Seconds between the learner's scans for events whose wait time has closed.",
         ),
     )
+    learner_lease: float = field(
+        default=3.0,
+        metadata=_doc(
+            "DS_LEARNER_LEASE",
+            None,
+            "Seconds of silence after which the database ends the learner's session (a paused "
+            "learner loses the lead; another process takes it within about a second more).",
+        ),
+    )
     snapshots_kept: int = field(
         default=3,
         metadata=_doc("DS_SNAPSHOTS_KEPT", None, "Model snapshots kept per policy (newest)."),

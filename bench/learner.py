@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.loop.learner import LEARN_BATCH, Learner
 from app.service_config import Rules, defaults
-from app.store import configuration
+from app.store import configuration, lease
 from app.store.db import async_engine, migrate
 from bench.database import DEFAULT_URL, fresh_database, postgres_server
 from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME, with_epsilon
@@ -149,7 +149,9 @@ def raw_stream(url: str) -> Stream:
 
 
 def new_learner(engine: AsyncEngine) -> Learner:
-    return Learner(engine, lambda: Rules.of(defaults()), snapshots_kept=3, join_interval=1.0)
+    # a fresh database, where no learner was ever elected: the epoch is still 0
+    term = lease.Term(epoch=0, lease_s=60.0)
+    return Learner(engine, lambda: Rules.of(defaults()), 3, 1.0, lambda: term)
 
 
 async def run_learner(engine: AsyncEngine) -> tuple[float, Learner]:

@@ -20,7 +20,6 @@ from app.api.common import (
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.keys import key_id
 from app.promotion import promote, rollback, shadow_verdict
-from app.service import Service
 from app.store import roles
 from app.store.roles import RoleError
 from policies.arguments import ArgumentsError
@@ -73,19 +72,17 @@ def _estimates(sums: dict[str, float] | None) -> dict[str, Any] | None:
     return estimates
 
 
-def _view(info: roles.PolicyInfo, svc: Service, sums: dict[str, float] | None) -> dict[str, Any]:
-    learned, cursor = info.events_learned, info.cursor
-    live = svc.learner.models.get(info.id)  # the learner's own model is newer than its snapshot
-    if live is not None:
-        learned, cursor = live.events_learned, live.cursor
+def _view(info: roles.PolicyInfo, sums: dict[str, float] | None) -> dict[str, Any]:
+    """A policy as of its newest snapshot (what every worker reads alike)."""
     return {
         "name": info.name,
         "role": info.role,
         "arguments": info.arguments,
         "createdAt": info.created_at.isoformat(),
-        "modelVersion": f"{info.id}.{learned}",
-        "eventsLearned": learned,
-        "position": cursor,
+        "modelVersion": f"{info.id}.{info.events_learned}",
+        "eventsLearned": info.events_learned,
+        "eventsRefused": info.events_refused,
+        "position": info.cursor,
         "estimates": _estimates(sums) if info.role != "retired" else None,
     }
 
@@ -95,7 +92,7 @@ async def list_policies(request: Request) -> JSONResponse:
     infos = await roles.list_policies(svc.engine)
     champion = next(i for i in infos if i.role == "champion")
     sums = await roles.score_sums(svc.engine, champion.id)
-    return JSONResponse({"value": [_view(i, svc, sums.get(i.id)) for i in infos]})
+    return JSONResponse({"value": [_view(i, sums.get(i.id)) for i in infos]})
 
 
 async def add_policy(request: Request) -> JSONResponse:
@@ -115,7 +112,7 @@ async def add_policy(request: Request) -> JSONResponse:
         raise _role_error(exc) from None
     await svc.reload()
     info = next(i for i in await roles.list_policies(svc.engine) if i.id == added)
-    return JSONResponse(_view(info, svc, None), status_code=201)
+    return JSONResponse(_view(info, None), status_code=201)
 
 
 async def retire_policy(request: Request) -> Response:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import durations
 from app.service_config import MIN_AUTO_FREQUENCY
 from app.store import evaluations as store
+from app.store import lease
 from app.store.db import sync_url
 from policies.arguments import with_epsilon
 from policies.evaluation import PolicySpec, Replay, report
@@ -41,6 +42,7 @@ AUTO_WINDOW = timedelta(days=14)  # Personalizer's auto-optimization looked at t
 RUNNER_POLL_S = 5.0
 JOB_URL_ENV = "DS_JOB_DATABASE_URL"
 JOB_PARENT_ENV = "DS_JOB_PARENT_PID"
+JOB_EPOCH_ENV = "DS_JOB_LEARNER_EPOCH"  # the epoch of the learner that started the job
 PR_SET_PDEATHSIG = 1
 FIXED = ("Online", "Baseline", "Random")  # the policies every evaluation compares
 
@@ -166,8 +168,9 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
-def run_job(database_url: str, evaluation_id: str) -> None:
-    """Run one stored evaluation to Succeeded or Failed (the job process's entry point)."""
+def run_job(database_url: str, evaluation_id: str, epoch: int) -> None:
+    """Run one stored evaluation to Succeeded or Failed (the job process's entry point); the
+    result is stored only while the learner of `epoch` leads."""
     engine = sa.create_engine(sync_url(database_url))
     try:
         with engine.begin() as conn:
@@ -191,7 +194,7 @@ def run_job(database_url: str, evaluation_id: str) -> None:
             log.exception("evaluation %s failed", evaluation_id)
             error = f"The evaluation failed: {exc}"
         with engine.begin() as conn:
-            store.finish_sync(conn, evaluation_id, row["created_at"], data, error)
+            store.finish_sync(conn, epoch, evaluation_id, row["created_at"], data, error)
     finally:
         engine.dispose()
 
@@ -206,8 +209,10 @@ class Runner:
         database_url: str,
         document: Callable[[], dict[str, Any]],
         on_finished: Callable[[str], Awaitable[None]],
+        term: Callable[[], lease.Term | None],
     ) -> None:
         self._engine = engine
+        self._term = term
         self._database_url = database_url
         self._document = document
         self._on_finished = on_finished
@@ -241,11 +246,13 @@ class Runner:
         while True:
             try:
                 await self._schedule_auto()
-                while (evaluation_id := await store.claim_next(self._engine)) is not None:
+                while evaluation_id := await store.claim_next(self._engine, self._term()):
                     await self._run_one(evaluation_id)
                     await self._on_finished(evaluation_id)
             except asyncio.CancelledError:
                 raise
+            except lease.Deposed:
+                return  # the learner steps down
             except Exception:
                 log.exception("evaluation runner failed; retrying")
             with contextlib.suppress(TimeoutError):
@@ -253,7 +260,15 @@ class Runner:
             self._wake.clear()
 
     async def _run_one(self, evaluation_id: str) -> None:
-        env = {**os.environ, JOB_URL_ENV: self._database_url, JOB_PARENT_ENV: str(os.getpid())}
+        term = self._term()
+        if term is None:
+            raise lease.Deposed("this process is not the learner")
+        env = {
+            **os.environ,
+            JOB_URL_ENV: self._database_url,
+            JOB_PARENT_ENV: str(os.getpid()),
+            JOB_EPOCH_ENV: str(term.epoch),
+        }
         self._running = evaluation_id
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "app.loop.evaluations", evaluation_id, env=env
@@ -284,6 +299,9 @@ class Runner:
         if latest is not None and now - latest < every:
             return
         created = now.strftime("%Y%m%dT%H%M%S")
+        term = self._term()
+        if term is None:
+            raise lease.Deposed("this process is not the learner")
         await store.create(
             self._engine,
             {
@@ -294,6 +312,7 @@ class Runner:
                 "evaluation_type": "Auto",
                 "request": {"policies": [], "optimize": True},
             },
+            fenced_by=term,
         )
 
 
@@ -309,4 +328,4 @@ def _die_with_parent(parent: int) -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     _die_with_parent(int(os.environ[JOB_PARENT_ENV]))
-    run_job(os.environ[JOB_URL_ENV], sys.argv[1])
+    run_job(os.environ[JOB_URL_ENV], sys.argv[1], int(os.environ[JOB_EPOCH_ENV]))

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.service_config import Rules
-from app.store import configuration, joins, logs, snapshots, writers
+from app.store import configuration, joins, lease, logs, snapshots, writers
 from app.store.configuration import PolicyRow
 from app.store.db import is_disconnect
 from policies import join
@@ -52,6 +52,8 @@ class ServingModel:
     saved_cursor: int  # cursor of the newest snapshot
     # (seq, p, logging probability, reward) recorded since the last snapshot
     scores: list[tuple[int, float, float, float]] = field(default_factory=list)
+    # (seq, VW's reason) of the events VW refused to learn since the last snapshot
+    refused: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -65,9 +67,13 @@ class Learner:
         rules: Callable[[], Rules],
         snapshots_kept: int,
         join_interval: float,
+        term: Callable[[], lease.Term | None],
+        on_deposed: Callable[[], None] = lambda: None,
         answered: Callable[[], writers.Local | None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._term = term  # this process's learner term (None unless it leads)
+        self._on_deposed = on_deposed
         self._answered = answered  # what this process's writer answered for (may be unpublished)
         self._rules = rules
         self._snapshots_kept = snapshots_kept
@@ -160,7 +166,7 @@ class Learner:
             self._task = asyncio.create_task(self._run(), name="learner")
 
     async def stop(self) -> None:
-        """Stop learning; a learner saves a last snapshot."""
+        """Stop learning; a learner that still leads saves a last snapshot."""
         if not self.running:
             return
         assert self._task is not None
@@ -195,6 +201,10 @@ class Learner:
                 await self.step()
             except asyncio.CancelledError:
                 raise
+            except lease.Deposed as exc:
+                log.warning("stopped learning: %s", exc)
+                self._on_deposed()
+                return
             except Exception as exc:
                 if is_disconnect(exc):
                     log.warning("learner step failed, database unavailable: %s", exc)
@@ -207,7 +217,7 @@ class Learner:
         if time.monotonic() >= self._next_take_over:
             # a dead process's writes are resolved, so its events can become final
             self._next_take_over = time.monotonic() + TAKE_OVER_EVERY_S
-            await writers.take_over(self._engine)
+            await writers.take_over(self._engine, self._term())
         async with self._lock:
             started = await joins.database_now(self._engine)
             # after a change of the join rules, look at the whole wait time once
@@ -217,6 +227,7 @@ class Learner:
             while True:
                 joined = await joins.finalize(
                     self._engine,
+                    self._term(),
                     rules.wait,
                     rules.aggregation == "earliest",
                     lambda c: join.outcome(
@@ -246,12 +257,14 @@ class Learner:
         due = time.monotonic() - self._last_purge >= PURGE_EVERY_S
         if rules.retention_days >= 0 and due and not purging:
             self._last_purge = time.monotonic()
-            self._purge_task = asyncio.create_task(self._purge(rules.retention_days))
+            self._purge_task = asyncio.create_task(self._purge(rules.retention_days, self._term()))
 
-    async def _purge(self, days: int) -> None:
+    async def _purge(self, days: int, term: lease.Term | None) -> None:
         """logRetentionDays, beside the learning loop (its batches are short transactions)."""
         try:
-            purged = await logs.purge_older_than(self._engine, days)
+            purged = await logs.purge_older_than(self._engine, days, term)
+        except lease.Deposed:
+            return
         except Exception:
             log.exception("retention purge failed; it runs again later")
             return
@@ -282,24 +295,30 @@ class Learner:
             await self._save(force)
 
     async def _save(self, force: bool = False) -> None:
-        """`snapshot` with the lock held; `force` saves the champion even if it did not move."""
+        """`snapshot` with the lock held; `force` saves the champion even if it did not move.
+        Only the learner saves (a deposed one gets lease.Deposed)."""
         self._last_snapshot = time.monotonic()
+        term = self._term()
+        if term is None:
+            return
         models = list(self.models.values()) or ([self.serving] if self.serving else [])
         champion = next((m for m in models if m.row.role == "champion"), self.serving)
         moved = [m for m in models if m.cursor != m.saved_cursor or (force and m is champion)]
         if not moved or champion is None:
             return
         saved = [
-            (
+            snapshots.Saved(
                 snapshots.Snapshot(m.row.id, m.cursor, m.events_learned, m.policy.to_bytes()),
                 m.scores,
+                m.refused,
             )
             for m in moved
         ]
-        await snapshots.save(self._engine, saved, self._snapshots_kept, champion.row.id)
-        for model, (snap, scores) in zip(moved, saved, strict=True):
-            model.saved_cursor = snap.cursor
-            model.scores = model.scores[len(scores) :]
+        await snapshots.save(self._engine, term, saved, self._snapshots_kept, champion.row.id)
+        for model, item in zip(moved, saved, strict=True):
+            model.saved_cursor = item.snapshot.cursor
+            model.scores = model.scores[len(item.scores) :]
+            model.refused = model.refused[len(item.refused) :]
 
 
 def _learn(model: ServingModel, event: joins.JoinedEvent) -> None:
@@ -323,7 +342,8 @@ def _learn(model: ServingModel, event: joins.JoinedEvent) -> None:
             model.scores.append((event.seq, pmf[taught[0]], event.probability, event.reward))
         else:
             model.policy.learn_from(event.example, *taught)
-    except RuntimeError:  # VW refused this event: it must not stall the stream
-        log.exception("policy %s could not learn joined event %s", model.row.id, event.seq)
+    except RuntimeError as exc:  # VW refused this event: it must not stall the stream
+        log.warning("policy %s could not learn joined event %s: %s", model.row.id, event.seq, exc)
+        model.refused.append((event.seq, str(exc) or type(exc).__name__))
         return
     model.events_learned += 1

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.store import lease
 from app.store.election import CHANNEL, notify
 from app.store.tables import decisions, evaluations, joined, policies, service_config
 from policies.evaluation import LoggedEvent
@@ -76,9 +77,14 @@ def champion_and_exploration(conn: Connection) -> tuple[int, str, str, float]:
     return int(policy_id), name, arguments, float(document["explorationPercentage"])
 
 
-async def create(engine: AsyncEngine, row: dict[str, Any]) -> bool:
-    """Insert a Running evaluation; False when the id exists. Wakes the job runner."""
+async def create(
+    engine: AsyncEngine, row: dict[str, Any], fenced_by: lease.Term | None = None
+) -> bool:
+    """Insert a Running evaluation; False when the id exists. Wakes the job runner.
+    `fenced_by`: the learner's term, when the learner creates it (auto-optimization)."""
     async with engine.begin() as conn:
+        if fenced_by is not None:
+            await lease.fence(conn, fenced_by)
         inserted = (
             await conn.execute(
                 insert(evaluations)
@@ -140,10 +146,11 @@ async def latest_auto(engine: AsyncEngine) -> datetime | None:
         ).scalar_one()
 
 
-async def claim_next(engine: AsyncEngine) -> str | None:
+async def claim_next(engine: AsyncEngine, term: lease.Term | None) -> str | None:
     """The oldest Running evaluation, with its attempt counted. Evaluations whose job died
-    MAX_ATTEMPTS times are marked Failed first."""
+    MAX_ATTEMPTS times are marked Failed first. Only the learner of `term` claims."""
     async with engine.begin() as conn:
+        await lease.fence(conn, term)
         gave_up = evaluations.c.status == "Running", evaluations.c.attempts >= MAX_ATTEMPTS
         await conn.execute(
             sa.update(evaluations)
@@ -185,13 +192,16 @@ def load_sync(conn: Connection, evaluation_id: str) -> dict[str, Any] | None:
 
 def finish_sync(
     conn: Connection,
+    epoch: int,
     evaluation_id: str,
     created_at: datetime,
     report: dict[str, Any] | None,
     error: str | None,
 ) -> None:
     """Succeeded with its report, or Failed with the error, if the evaluation is still the one
-    the job read (not deleted, nor deleted and created again under its id) and still Running."""
+    the job read (not deleted, nor deleted and created again under its id) and still Running;
+    only while the learner that started the job (`epoch`) still leads (`lease.Deposed`)."""
+    lease.fence_sync(conn, epoch)
     conn.execute(
         sa.update(evaluations)
         .where(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store import writers
+from app.store import lease, writers
 from app.store.tables import activations, decisions, joined, pending, rewards
 from policies.join import Outcome
 
@@ -58,8 +58,8 @@ WITH final AS (
         %(reasons)s::text[], %(counts)s::int[]
     ) AS f(seq, event_id, reward, learn, reason, reward_count)
 ), saved AS (
-    INSERT INTO joined (seq, event_id, reward, learn, reason, reward_count, joined_at)
-    SELECT seq, event_id, reward, learn, reason, reward_count, now() FROM final
+    INSERT INTO joined (seq, event_id, reward, learn, reason, reward_count, joined_at, epoch)
+    SELECT seq, event_id, reward, learn, reason, reward_count, now(), %(epoch)s FROM final
 )
 DELETE FROM pending WHERE event_id IN (SELECT event_id FROM final)
 """
@@ -76,6 +76,7 @@ async def hold_finalization(conn: AsyncConnection) -> None:
 
 async def finalize(
     engine: AsyncEngine,
+    term: lease.Term | None,
     wait: timedelta,
     earliest: bool,
     decide: Callable[[Candidate], Outcome | None],
@@ -92,6 +93,7 @@ async def finalize(
 
     Only rows that count are used, and an event with a row not resolved yet waits
     (`app.store.writers`); `local` is what this process's writer has answered for already.
+    Only the learner of `term` finalizes (`lease.Deposed` otherwise).
     """
     now = sa.func.now()
     window_end = pending.c.created_at + wait
@@ -182,6 +184,7 @@ async def finalize(
     )
     async with engine.begin() as conn:
         await hold_finalization(conn)
+        await lease.fence(conn, term)
         rows = (await conn.execute(query)).mappings().all()
         final: list[tuple[Candidate, Outcome]] = []
         for row in rows:
@@ -220,6 +223,7 @@ async def finalize(
                 "learn": [o.learn for _, (_, o) in ordered],
                 "reasons": [o.reason for _, (_, o) in ordered],
                 "counts": [len(c.rewards) for _, (c, _) in ordered],
+                "epoch": term.epoch if term else 0,
             },
         )
     return len(final)

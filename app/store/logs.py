@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store import lease
 from app.store.joins import hold_finalization
 from app.store.tables import (
     activations,
@@ -105,12 +106,14 @@ async def delete_all(engine: AsyncEngine) -> int:
     return deleted
 
 
-async def purge_older_than(engine: AsyncEngine, days: int) -> int:
-    """Retention: delete final, learned-past events older than `days` days, in batches."""
+async def purge_older_than(engine: AsyncEngine, days: int, term: lease.Term | None) -> int:
+    """Retention: delete final, learned-past events older than `days` days, in batches; only
+    the learner of `term` purges (`lease.Deposed` otherwise)."""
     deleted = 0
     while True:
         async with engine.begin() as conn:
             await hold_finalization(conn)
+            await lease.fence(conn, term)
             safe = await _safe_position(conn)
             batch = await _delete_events(
                 conn,

@@ -15,9 +15,10 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store import lease
 from app.store.configuration import insert_policy, lock_roles
 from app.store.election import notify
-from app.store.tables import policies, policy_scores, promotions, snapshots
+from app.store.tables import policies, policy_scores, promotions, refused_events, snapshots
 
 MAX_CHALLENGERS = 10
 
@@ -38,8 +39,9 @@ class PolicyInfo:
     role: str
     start_seq: int
     created_at: datetime
-    events_learned: int
+    events_learned: int  # as of its newest snapshot
     cursor: int
+    events_refused: int  # joined events its VW refused to learn (saved with its snapshots)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,13 @@ async def _active_roles(conn: AsyncConnection) -> list[Any]:
 
 
 async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
-    """Every policy: the champion, the challengers, then the retired ones, newest first."""
+    """Every policy: the champion, the challengers, then the retired ones, newest first; what
+    each has learned as of its newest snapshot (the same for every process that asks)."""
+    refused = (
+        sa.select(refused_events.c.policy_id, sa.func.count().label("refused"))
+        .group_by(refused_events.c.policy_id)
+        .subquery()
+    )
     newest = (
         sa.select(
             snapshots.c.policy_id,
@@ -91,8 +99,12 @@ async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
     )
     order = sa.case({"champion": 0, "challenger": 1}, value=policies.c.role, else_=2)
     query = (
-        sa.select(policies, newest.c.cursor, newest.c.events_learned)
-        .select_from(policies.outerjoin(newest, newest.c.policy_id == policies.c.id))
+        sa.select(policies, newest.c.cursor, newest.c.events_learned, refused.c.refused)
+        .select_from(
+            policies.outerjoin(newest, newest.c.policy_id == policies.c.id).outerjoin(
+                refused, refused.c.policy_id == policies.c.id
+            )
+        )
         .order_by(order, policies.c.id.desc())
     )
     async with engine.connect() as conn:
@@ -107,6 +119,7 @@ async def list_policies(engine: AsyncEngine) -> list[PolicyInfo]:
             r["created_at"],
             int(r["events_learned"] or 0),
             int(r["cursor"] if r["cursor"] is not None else r["start_seq"]),
+            int(r["refused"] or 0),
         )
         for r in rows
     ]
@@ -254,10 +267,12 @@ async def score_sums(engine: AsyncEngine, champion_id: int) -> dict[int, dict[st
     return out
 
 
-async def swap(engine: AsyncEngine, audit: Audit) -> None:
+async def swap(engine: AsyncEngine, audit: Audit, fenced_by: lease.Term | None = None) -> None:
     """Make `audit.policy_id` the champion and `audit.previous_id` a challenger, if the
-    champion is still `previous_id`; record the audit row; notify every worker."""
+    champion is still `previous_id`; record the audit row; notify every worker. `fenced_by`:
+    the learner's term, when the learner makes the change (auto-optimization)."""
     async with engine.begin() as conn:
+        await _fence(conn, fenced_by)
         await lock_roles(conn)
         champion = await _champion_still(conn, audit.previous_id)
         role = (
@@ -275,10 +290,17 @@ async def swap(engine: AsyncEngine, audit: Audit) -> None:
         await notify(conn, "config")
 
 
-async def install(engine: AsyncEngine, name: str, arguments: str, audit: Audit) -> int:
+async def install(
+    engine: AsyncEngine,
+    name: str,
+    arguments: str,
+    audit: Audit,
+    fenced_by: lease.Term | None = None,
+) -> int:
     """A new champion with a fresh model (from an evaluation); the old champion becomes a
-    challenger. A name already active gets a number."""
+    challenger. A name already active gets a number. `fenced_by` as for `swap`."""
     async with engine.begin() as conn:
+        await _fence(conn, fenced_by)
         await lock_roles(conn)
         champion = await _champion_still(conn, audit.previous_id)
         active = await _active_roles(conn)
@@ -301,9 +323,10 @@ async def install(engine: AsyncEngine, name: str, arguments: str, audit: Audit) 
         return int(new_id)
 
 
-async def record(engine: AsyncEngine, audit: Audit) -> None:
-    """An audit row alone (a refusal)."""
+async def record(engine: AsyncEngine, audit: Audit, fenced_by: lease.Term | None = None) -> None:
+    """An audit row alone (a refusal). `fenced_by` as for `swap`."""
     async with engine.begin() as conn:
+        await _fence(conn, fenced_by)
         await _insert_audit(conn, audit)
 
 
@@ -336,6 +359,11 @@ async def audit_rows(engine: AsyncEngine, limit: int = 100) -> list[dict[str, An
     )
     async with engine.connect() as conn:
         return [dict(r) for r in (await conn.execute(query)).mappings().all()]
+
+
+async def _fence(conn: AsyncConnection, term: lease.Term | None) -> None:
+    if term is not None:
+        await lease.fence(conn, term)
 
 
 async def _insert_audit(conn: AsyncConnection, audit: Audit) -> None:

@@ -104,6 +104,7 @@ joined = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("reward_count", sa.Integer, nullable=False),
     sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),  # learner_lease
 )
 
 # Every policy ever configured; a new row is a fresh model. One champion at a time.
@@ -128,7 +129,34 @@ snapshots = sa.Table(
     sa.Column("events_learned", sa.BigInteger, nullable=False),
     sa.Column("model", sa.LargeBinary, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),  # learner_lease
     sa.Index("snapshots_policy_cursor", "policy_id", "cursor"),
+)
+
+# The learner's fencing token: one row. A process elected learner increments `epoch` in the
+# transaction that takes the learner lock; each learner write commits only while its epoch is
+# the current one (app.store.lease). `snapshots.epoch` and `joined.epoch` record the writer.
+learner_lease = sa.Table(
+    "learner_lease",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("epoch", sa.BigInteger, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("pid", sa.Integer),
+    sa.Column("process_start", sa.BigInteger),
+    sa.Column("elected_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("id = 1", name="learner_lease_one_row"),
+)
+
+# Joined events a policy's VW refused to learn (its cursor moved past them), with VW's reason;
+# saved with the policy's snapshot.
+refused_events = sa.Table(
+    "refused_events",
+    metadata,
+    sa.Column("policy_id", sa.Integer, sa.ForeignKey("policies.id"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),  # joined.seq
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("refused_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # Personalizer's service configuration: one row, the JSON document as GET returns it.
@@ -179,7 +207,10 @@ promotions = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("action", sa.Text, nullable=False),  # promote | refuse | rollback
+    # promote | refuse | rollback, or a new champion model made by an admin call:
+    # policy (PUT configurations/policy) | resetPolicy | import (PUT model) | resetModel |
+    # rewardSettings (a change of configurations/service that starts a fresh model)
+    sa.Column("action", sa.Text, nullable=False),
     sa.Column("forced", sa.Boolean, nullable=False),
     sa.Column("source", sa.Text, nullable=False),  # admin | applyFromEvaluation | auto
     sa.Column("key_id", sa.Text, nullable=False),  # which key asked (a digest, never the key)

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.process import ProcessId, alive
+from app.store import lease
 from app.store.tables import voided_batches, writers
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,12 @@ CLOSE = "UPDATE writers SET resolved_through = %s, closed = true, seen_at = now(
 # -- anyone: resolving the rows of writers whose process died ----------------------------------
 
 
-async def take_over(engine: AsyncEngine) -> list[int]:
+async def take_over(engine: AsyncEngine, term: lease.Term | None) -> list[int]:
     """Close every writer whose process is gone and whose session has ended, resolving the
     batches it left unresolved as answered; returns their ids. A writer is gone when its process
     is seen dead on this machine, or, for a process of another machine, when its writer was last
-    seen ORPHAN_AFTER ago. A living process of this machine is never taken over."""
+    seen ORPHAN_AFTER ago. A living process of this machine is never taken over. Only the
+    learner of `term` takes over (`lease.Deposed` otherwise)."""
     stale = writers.c.seen_at < sa.func.now() - ORPHAN_AFTER
     query = sa.select(
         writers.c.id,
@@ -118,6 +120,7 @@ async def take_over(engine: AsyncEngine) -> list[int]:
                 gone.append(row.id)
         if not gone:
             return []
+        await lease.fence(conn, term)
         free = sa.func.pg_try_advisory_xact_lock(WRITER_LOCK, writers.c.id)
         taken = (
             await conn.execute(

@@ -14,9 +14,12 @@ import psycopg
 import pytest
 
 from app.process import this_process
-from app.store import joins, writers
+from app.store import joins, lease, writers
 from app.store.db import async_engine, migrate
 from policies.join import outcome
+
+# no server ran on this database, so no learner was elected: the epoch is still 0
+NO_LEARNER_YET = lease.Term(epoch=0, lease_s=60.0)
 
 WAIT = timedelta(minutes=10)
 
@@ -73,6 +76,7 @@ def _finalize(url: str, aggregation: str = "earliest", wait: timedelta = WAIT) -
         try:
             return await joins.finalize(
                 engine,
+                NO_LEARNER_YET,
                 wait,
                 aggregation == "earliest",
                 lambda c: outcome(
@@ -181,7 +185,7 @@ def _take_over(url: str) -> list[int]:
     async def run() -> list[int]:
         engine = async_engine(url)
         try:
-            return await writers.take_over(engine)
+            return await writers.take_over(engine, NO_LEARNER_YET)
         finally:
             await engine.dispose()
 

@@ -8,9 +8,12 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from app.store import joins
+from app.store import joins, lease
 from app.store.db import async_engine, migrate
 from policies.join import outcome
+
+# no server ran on this database, so no learner was elected: the epoch is still 0
+NO_LEARNER_YET = lease.Term(epoch=0, lease_s=60.0)
 
 
 def _pending(conn: psycopg.Connection, event_id: str, age_s: float, deferred: bool) -> None:
@@ -42,6 +45,7 @@ def _finalize(
                 since = await joins.database_now(engine) - timedelta(seconds=since_s)
             return await joins.finalize(
                 engine,
+                NO_LEARNER_YET,
                 wait,
                 earliest,
                 lambda c: outcome(

@@ -9,10 +9,13 @@ import json
 import psycopg
 
 from app import service_config
-from app.store import logs
+from app.store import lease, logs
 from app.store.configuration import ensure_defaults
 from app.store.db import async_engine, migrate
 from policies.arguments import DEFAULT_ARGUMENTS
+
+# no server ran on this database, so no learner was elected: the epoch is still 0
+NO_LEARNER_YET = lease.Term(epoch=0, lease_s=60.0)
 
 
 def _decision(conn: psycopg.Connection, event_id: str, days_old: int) -> None:
@@ -36,7 +39,7 @@ def test_purge_keeps_recent_and_unsnapshotted_events(database_url: str) -> None:
         engine = async_engine(database_url)
         try:
             await ensure_defaults(engine, service_config.defaults(), "default", DEFAULT_ARGUMENTS)
-            return await logs.purge_older_than(engine, days)
+            return await logs.purge_older_than(engine, days, NO_LEARNER_YET)
         finally:
             await engine.dispose()
 

@@ -51,7 +51,10 @@ def optimize(
     if not events:
         return []
     search = _Search(events, epsilon, max_candidates, progress)
-    base = search.score(validate(base_arguments))
+    try:
+        base = search.score(validate(base_arguments))
+    except ArgumentsError:  # a champion stored under older rules: no candidate can be valid
+        return []
     if base is None:
         return []
     winners: list[tuple[str, tuple[str, float, float]]] = []

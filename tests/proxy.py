@@ -1,6 +1,6 @@
 """A TCP proxy between a server under test and PostgreSQL that can go silent without closing
 anything (see `SilenceableProxy`), and the `proxy` fixture that starts one in front of the
-test database. Used by the silent-outage, stall and acknowledgement tests."""
+test database. Used by the silent-outage, stall, acknowledgement and fencing tests."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class SilenceableProxy:
     socket only: connections are accepted (and connected upstream) but no byte is read or
     written on any connection, so everything in flight waits in the kernel's buffers. While it
     holds replies, only the server's side is silent: what the client sends is forwarded, what
-    the server answers waits.
+    the server answers waits. One connection alone can go silent too (`silence_connection`).
     """
 
     BUFFER = 1 << 20  # stop reading a side while this much waits to be written to the other
@@ -37,6 +37,7 @@ class SilenceableProxy:
         self._lock = threading.Lock()
         self._frozen = False
         self._holding = False  # replies (upstream → client) held
+        self._silenced: set[int] = set()  # local ports of upstream sockets gone silent
         self._closing = threading.Event()
         self._pipes: list[_Pipe] = []
         self.accepted = 0
@@ -65,6 +66,12 @@ class SilenceableProxy:
         with self._lock:
             self._holding = False
 
+    def silence_connection(self, upstream_port: int) -> None:
+        """From the return of this call on, the connection whose upstream socket has this local
+        port (what PostgreSQL shows as its session's `client_port`) forwards nothing."""
+        with self._lock:
+            self._silenced.add(upstream_port)
+
     @property
     def connections(self) -> int:
         with self._lock:
@@ -83,7 +90,11 @@ class SilenceableProxy:
         while not self._closing.is_set():
             with self._lock:
                 frozen = self._frozen
-                pipes = [p for p in self._pipes if not (self._holding and p.reply)]
+                pipes = [
+                    p
+                    for p in self._pipes
+                    if not (self._holding and p.reply) and p.upstream_port not in self._silenced
+                ]
             readers: list[socket.socket] = [self._listener]
             writers: list[socket.socket] = []
             if not frozen:
@@ -100,7 +111,11 @@ class SilenceableProxy:
                 if self._frozen:  # frozen since the select: forward nothing
                     continue
                 for pipe in pipes:
-                    if not (self._holding and pipe.reply):  # held since the select
+                    # held, or silenced, since the select
+                    if (
+                        not (self._holding and pipe.reply)
+                        and pipe.upstream_port not in self._silenced
+                    ):
                         self._forward(pipe, readable, writable)
                 self._reap()
 
@@ -126,6 +141,7 @@ class SilenceableProxy:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             there, back = _Pipe(client, upstream), _Pipe(upstream, client, reply=True)
             there.peer, back.peer = back, there
+            there.upstream_port = back.upstream_port = upstream.getsockname()[1]
             self._pipes += [there, back]
 
     def _forward(
@@ -174,6 +190,7 @@ class _Pipe:
         self.shut = False  # FIN passed on to dst
         self.closed = False
         self.peer: _Pipe | None = None
+        self.upstream_port = 0  # local port of the socket to PostgreSQL
 
     def close(self) -> None:
         for pipe in (self, self.peer):

@@ -388,8 +388,12 @@ INVALID_POLICY = [
     ("save-resume", {"arguments": "--cb_explore_adf --save_resume"}, "InvalidPolicyConfiguration"),
     ("final-regressor", {"arguments": "--cb_explore_adf -f m.vw"}, "InvalidPolicyConfiguration"),
     ("initial-regressor", {"arguments": "--cb_explore_adf -i m.vw"}, "InvalidPolicyConfiguration"),
-    ("quiet", {"arguments": "--cb_explore_adf --quiet"}, "InvalidPolicyConfiguration"),
-    ("dsjson", {"arguments": "--cb_explore_adf --dsjson"}, "InvalidPolicyConfiguration"),
+    ("json", {"arguments": "--cb_explore_adf --json"}, "InvalidPolicyConfiguration"),
+    (
+        "invert-hash",
+        {"arguments": "--cb_explore_adf --invert_hash x"},
+        "InvalidPolicyConfiguration",
+    ),
     (
         "unknown-option",
         {"arguments": "--cb_explore_adf --no_such_option 3"},

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from app.api.common import (
-    KEY_HEADER,
     authorize,
+    caller,
     json_object,
     parse_json,
     read_body,
@@ -18,17 +18,12 @@ from app.api.common import (
     required_text,
 )
 from app.errors import ApiError, bad_request, conflict, not_found
-from app.keys import key_id
 from app.promotion import promote, rollback, shadow_verdict
 from app.store import roles
 from app.store.roles import RoleError
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
 from policies.estimators import MeanMoments, Moments
-
-
-def _caller(request: Request) -> str:
-    return key_id("admin", request.headers.get(KEY_HEADER, ""))
 
 
 def _role_error(exc: RoleError) -> ApiError:
@@ -144,7 +139,7 @@ async def promote_policy(request: Request) -> JSONResponse:
             policy_name=request.path_params["name"],
             champion_id=champion,
             force=force,
-            key_id=_caller(request),
+            key_id=caller(request),
             source="admin",
         )
     except RoleError as exc:
@@ -161,7 +156,7 @@ async def promote_policy(request: Request) -> JSONResponse:
 async def rollback_champion(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
     try:
-        audit = await rollback(svc, _caller(request))
+        audit = await rollback(svc, caller(request))
     except RoleError as exc:
         raise _role_error(exc) from None
     names = {i.id: i.name for i in await roles.list_policies(svc.engine)}

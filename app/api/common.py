@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.errors import ApiError, bad_request
+from app.keys import key_id
 from app.service import Service
 from policies import codec
 from policies.features import is_plain_text
@@ -39,6 +40,11 @@ def authorize(request: Request, admin: bool = False) -> Service:
         message = _DENIED if role is None else "This operation needs the admin key."
         raise ApiError(401, "Unauthorized", message, "InvalidApiAccess")
     return svc
+
+
+def caller(request: Request) -> str:
+    """The admin key that made this call, as the audit names it (a digest, never the key)."""
+    return key_id("admin", request.headers.get(KEY_HEADER, ""))
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -7,11 +7,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.api.common import authorize, json_object, read_json, required_text
+from app.api.common import authorize, caller, json_object, read_json, required_text
 from app.errors import bad_request
 from app.service import Service
-from app.service_config import ConfigError, validate
+from app.service_config import REWARD_SETTINGS, ConfigError, validate
 from app.store import apprentice, configuration
+from app.store.configuration import ChampionChange
 from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME, ArgumentsError
 from policies.arguments import validate as validate_arguments
 
@@ -36,7 +37,15 @@ async def put_service(request: Request) -> JSONResponse:
         change = validate(body, svc.document)
     except ConfigError as exc:
         raise bad_request(exc.inner, str(exc)) from None
-    await configuration.save_config(svc.engine, change.document, change.new_model)
+    new_model = None
+    if change.new_model:
+        changed = {
+            key: {"from": svc.document.get(key), "to": change.document.get(key)}
+            for key in REWARD_SETTINGS
+            if svc.document.get(key) != change.document.get(key)
+        }
+        new_model = ChampionChange("rewardSettings", caller(request), {"changed": changed})
+    await configuration.save_config(svc.engine, change.document, new_model)
     await svc.reload()
     return JSONResponse(await _document(svc))
 
@@ -62,13 +71,20 @@ async def put_policy(request: Request) -> JSONResponse:
         arguments = validate_arguments(body.get("arguments"))
     except ArgumentsError as exc:
         raise bad_request("InvalidPolicyConfiguration", str(exc)) from None
-    await configuration.replace_champion(svc.engine, name, arguments)
+    await configuration.replace_champion(
+        svc.engine, name, arguments, ChampionChange("policy", caller(request))
+    )
     await svc.reload()
     return JSONResponse(_contract(name, arguments))
 
 
 async def reset_policy(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
-    await configuration.replace_champion(svc.engine, DEFAULT_POLICY_NAME, DEFAULT_ARGUMENTS)
+    await configuration.replace_champion(
+        svc.engine,
+        DEFAULT_POLICY_NAME,
+        DEFAULT_ARGUMENTS,
+        ChampionChange("resetPolicy", caller(request)),
+    )
     await svc.reload()
     return JSONResponse(_contract(DEFAULT_POLICY_NAME, DEFAULT_ARGUMENTS))

@@ -15,9 +15,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from app.api.common import KEY_HEADER, authorize, json_object, read_json, required_text
+from app.api.common import authorize, caller, json_object, read_json, required_text
 from app.errors import ApiError, bad_request, conflict, not_found
-from app.keys import key_id
 from app.loop.evaluations import FIXED, iso, parse_moment
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.report import render_html
@@ -190,7 +189,7 @@ async def apply(request: Request) -> Response:
             evaluation_id,
             policy_name,
             force=force,
-            key_id=key_id("admin", request.headers.get(KEY_HEADER, "")),
+            key_id=caller(request),
             source="applyFromEvaluation",
         )
     except EvaluationError as exc:

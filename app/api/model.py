@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.api.common import authorize, read_body
+from app.api.common import authorize, caller, read_body
 from app.errors import bad_request
 from app.store import configuration
+from app.store.configuration import ChampionChange
 from policies.arguments import with_epsilon
 from policies.vw import ModelError, Policy
 
@@ -42,7 +44,10 @@ async def import_model(request: Request) -> Response:
         Policy.load_checked(with_epsilon(champion.arguments, svc.rules.exploration), body)
     except ModelError as exc:
         raise bad_request("InvalidModelImportFormat", str(exc)) from None
-    await configuration.import_model(svc.engine, body)
+    digest = {"modelSha256": hashlib.sha256(body).hexdigest(), "modelBytes": len(body)}
+    await configuration.import_model(
+        svc.engine, body, ChampionChange("import", caller(request), digest)
+    )
     await svc.reload()
     return Response(status_code=204)
 
@@ -50,7 +55,9 @@ async def import_model(request: Request) -> Response:
 async def reset_model(request: Request) -> Response:
     svc = authorize(request, admin=True)
     champion = svc.serving.row
-    await configuration.replace_champion(svc.engine, champion.name, champion.arguments)
+    await configuration.replace_champion(
+        svc.engine, champion.name, champion.arguments, ChampionChange("resetModel", caller(request))
+    )
     await svc.reload()
     return Response(status_code=204)
 

@@ -342,7 +342,7 @@ def _learn(model: ServingModel, event: joins.JoinedEvent) -> None:
             model.scores.append((event.seq, pmf[taught[0]], event.probability, event.reward))
         else:
             model.policy.learn_from(event.example, *taught)
-    except RuntimeError as exc:  # VW refused this event: it must not stall the stream
+    except (RuntimeError, ValueError, IndexError) as exc:  # VW refused it: no stall
         log.warning("policy %s could not learn joined event %s: %s", model.row.id, event.seq, exc)
         model.refused.append((event.seq, str(exc) or type(exc).__name__))
         return

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.store.election import notify
-from app.store.tables import joined, policies, service_config, snapshots
+from app.store.tables import joined, policies, promotions, service_config, snapshots
 
 ROLES_LOCK = 720_103  # serializes every change of the policies' roles (and the checks before)
 
 
 async def lock_roles(conn: AsyncConnection) -> None:
     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ROLES_LOCK)))
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    """An admin call that replaces the serving model (a row of the `promotions` audit, made in
+    the same transaction): `policy` (PUT configurations/policy), `resetPolicy`, `import` (PUT
+    model), `resetModel`, or `rewardSettings` (a change of configurations/service that starts a
+    fresh model). Recorded as forced: no evidence was weighed."""
+
+    action: str
+    key_id: str
+    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,14 @@ async def ensure_defaults(
             await conn.execute(sa.select(policies.c.id).where(policies.c.role == "champion"))
         ).first()
         if not champion:
-            await _insert_champion(conn, name, arguments)
+            await _insert_champion(conn, name, arguments, None)
 
 
-async def save_config(engine: AsyncEngine, document: dict[str, Any], new_model: bool) -> None:
-    """Store the configuration; `new_model` retires the champion's model for a fresh one."""
+async def save_config(
+    engine: AsyncEngine, document: dict[str, Any], new_model: ChampionChange | None
+) -> None:
+    """Store the configuration; with `new_model` the champion's model is retired for a fresh
+    one, and the change audited."""
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(service_config)
@@ -66,7 +81,7 @@ async def save_config(engine: AsyncEngine, document: dict[str, Any], new_model: 
         if new_model:
             await lock_roles(conn)
             current = await _champion(conn)
-            await _insert_champion(conn, current.name, current.arguments)
+            await _insert_champion(conn, current.name, current.arguments, new_model)
         await notify(conn, "config")
 
 
@@ -75,21 +90,24 @@ async def champion(engine: AsyncEngine) -> PolicyRow:
         return await _champion(conn)
 
 
-async def replace_champion(engine: AsyncEngine, name: str, arguments: str) -> PolicyRow:
-    """A new champion policy with a fresh model; the old one is retired."""
+async def replace_champion(
+    engine: AsyncEngine, name: str, arguments: str, change: ChampionChange
+) -> PolicyRow:
+    """A new champion policy with a fresh model; the old one is retired; the change audited."""
     async with engine.begin() as conn:
         await lock_roles(conn)
-        row = await _insert_champion(conn, name, arguments)
+        row = await _insert_champion(conn, name, arguments, change)
         await notify(conn, "config")
         return row
 
 
-async def import_model(engine: AsyncEngine, model: bytes) -> PolicyRow:
-    """A new champion (same name and arguments) that starts from the imported model bytes."""
+async def import_model(engine: AsyncEngine, model: bytes, change: ChampionChange) -> PolicyRow:
+    """A new champion (same name and arguments) that starts from the imported model bytes; the
+    change audited. The model is the new policy's first snapshot, written with its row."""
     async with engine.begin() as conn:
         await lock_roles(conn)
         current = await _champion(conn)
-        row = await _insert_champion(conn, current.name, current.arguments)
+        row = await _insert_champion(conn, current.name, current.arguments, change)
         await conn.execute(
             sa.insert(snapshots).values(
                 policy_id=row.id, cursor=row.start_seq, events_learned=0, model=model,
@@ -142,11 +160,34 @@ def _row(row: Any) -> PolicyRow:
     return PolicyRow(row["id"], row["name"], row["arguments"], row["role"], row["start_seq"])
 
 
-async def _insert_champion(conn: AsyncConnection, name: str, arguments: str) -> PolicyRow:
-    await conn.execute(
-        sa.update(policies).where(policies.c.role == "champion").values(role="retired")
-    )
-    return await insert_policy(conn, name, arguments, "champion")
+async def _insert_champion(
+    conn: AsyncConnection, name: str, arguments: str, change: ChampionChange | None
+) -> PolicyRow:
+    """Retire the champion for a new policy; audit `change` (None: the first champion)."""
+    previous = (
+        await conn.execute(
+            sa.update(policies)
+            .where(policies.c.role == "champion")
+            .values(role="retired")
+            .returning(policies.c.id)
+        )
+    ).scalar_one_or_none()
+    row = await insert_policy(conn, name, arguments, "champion")
+    if change is not None and previous is not None:
+        await conn.execute(
+            sa.insert(promotions).values(
+                at=sa.func.now(),
+                action=change.action,
+                forced=True,
+                source="admin",
+                key_id=change.key_id,
+                policy_id=row.id,
+                policy_name=name,
+                previous_id=previous,
+                evidence={"arguments": arguments, **change.evidence},
+            )
+        )
+    return row
 
 
 async def insert_policy(conn: AsyncConnection, name: str, arguments: str, role: str) -> PolicyRow:

@@ -1,5 +1,6 @@
 """`serve --workers 4`: one learner elected among the workers; when it dies another takes over
-within 5 s; the learner's new models reach every worker within 2 × modelExportFrequency."""
+within 5 s (the new epoch in `learner_lease`); the learner's new models reach every worker
+within 2 × modelExportFrequency."""
 
 from __future__ import annotations
 
@@ -47,25 +48,32 @@ def _learners(server: Server) -> set[int]:
     return {pid for pid, h in _survey(server).items() if h["role"] == "learner"}
 
 
-def test_one_learner_and_fail_over(workers: Server) -> None:
+def test_one_learner_and_fail_over(workers: Server, db) -> None:
     survey = _survey(workers)
     assert len(survey) == WORKERS, f"saw {len(survey)} worker processes"
     learners = [pid for pid, h in survey.items() if h["role"] == "learner"]
     assert len(learners) == 1, survey
+    epoch, pid = db.execute("SELECT epoch, pid FROM learner_lease").fetchone()
+    assert pid == learners[0]
 
     os.kill(learners[0], signal.SIGKILL)
     killed_at = time.monotonic()
-    new_learner = None
+    # the database says who leads: a new epoch, taken by another process
     while time.monotonic() - killed_at < 5:
-        health = _health(workers)
-        if health["role"] == "learner" and health["pid"] != learners[0]:
-            new_learner = health["pid"]
+        now_epoch, now_pid = db.execute("SELECT epoch, pid FROM learner_lease").fetchone()
+        if now_epoch > epoch:
             break
         time.sleep(0.05)
-    assert new_learner is not None, "no new learner within 5 s"
-    print(f"new learner {new_learner} after {time.monotonic() - killed_at:.2f} s")
-    time.sleep(1)  # let the supervisor replace the killed worker
-    assert len(_learners(workers)) == 1
+    took = time.monotonic() - killed_at
+    assert now_epoch > epoch and now_pid != learners[0], (
+        f"no new learner within 5 s (epoch {now_epoch}, pid {now_pid})\n{workers.log()[-3000:]}"
+    )
+    print(f"new learner {now_pid} (epoch {now_epoch}) after {took:.2f} s")
+    # and the workers agree: exactly one says it is the learner, the one the database names
+    deadline = time.monotonic() + 10
+    while (learners := _learners(workers)) != {now_pid} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert learners == {now_pid}, learners
 
 
 def test_rewards_reach_every_worker(workers: Server) -> None:

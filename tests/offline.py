@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from policies.arguments import with_epsilon
 from policies.features import Action
 from policies.ranking import eligible_indices, lesson
@@ -111,7 +113,11 @@ def assert_same_model(served: Policy, offline: Policy, what: str = "the served m
 def served_model(server: Server, arguments: str, exploration: float) -> tuple[str, Policy]:
     """GET model (the champion's model a worker serves): its version and the model."""
     with server.admin() as admin:
-        answer = admin.get("/model")
+        return model_of(admin.get("/model"), arguments, exploration)
+
+
+def model_of(answer: httpx.Response, arguments: str, exploration: float) -> tuple[str, Policy]:
+    """The version and the model of an answer to GET model."""
     assert answer.status_code == 200, answer.text
     return answer.headers["x-model-version"], Policy.from_bytes(
         with_epsilon(arguments, exploration), answer.content

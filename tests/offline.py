@@ -159,10 +159,10 @@ def wait_same_model(
         if events >= len(learned) or time.monotonic() >= deadline:
             break
         time.sleep(0.1)
-    replayed = f"{len(learned)} events, seq {learned[0]}..{learned[-1]}" if learned else "none"
+    replayed = f" (seq {learned[0]}..{learned[-1]})" if learned else ""
     assert_same_model(
         served,
         offline,
-        f"{what} (version {version}: {events} events learned; the offline replay learned"
-        f" {replayed})",
+        f"{what}, version {version}, {events} events learned against {len(learned)} replayed"
+        f"{replayed},",
     )

@@ -115,7 +115,7 @@ def test_rewards_reach_every_worker(workers: Server, db) -> None:
     offline = offline_model(db, policy_id, arguments, exploration, learned=learned)
     for pid, health in sorted(survey.items(), key=lambda item: item[1]["role"] != "learner"):
         fetch = functools.partial(_model_of, workers, pid, arguments, exploration)
-        wait_same_model(fetch, offline, learned, f"worker {pid}'s model ({health['role']})")
+        wait_same_model(fetch, offline, learned, f"the {health['role']}'s model (worker {pid})")
 
 
 def _model_of(server: Server, pid: int, arguments: str, exploration: float) -> tuple[str, Policy]:

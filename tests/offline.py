@@ -7,8 +7,9 @@ Models are compared exactly: every weight VW holds, with its online state (the a
 normalized sums of its updates), from `json_weights(include_online_state=True)`. Predictions and a
 serialize/load cycle leave that unchanged, so the served model and the offline replay are equal
 exactly when they learned the same events, with the same labels, in the same order; one event
-learned twice, or skipped, changes it. (A pmf cannot show that: with epsilon-greedy exploration
-it only shows which action the model prefers.)
+learned twice, or skipped, changes it, unless learning it moves no weight (a reward the model
+already predicts exactly, e.g. 0 on a fresh model). A pmf cannot show that: with epsilon-greedy
+exploration it only shows which action the model prefers.
 """
 
 from __future__ import annotations

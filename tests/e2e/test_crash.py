@@ -5,11 +5,13 @@ Once every event is final and the learner has caught up:
 - nothing acknowledged is lost: every 201 has its decision row, every 204 its reward row;
 - every decision is joined exactly once;
 - the serving model learned every learnable final event after its policy's start exactly once;
-- it serves the model an uninterrupted run would have: the same pmf as a model trained offline
-  on the same joined events in `seq` order, also after one more kill -9 once everything is
-  final (newest snapshot + replay of the joined events after it);
+- it serves the model an uninterrupted run would have: GET model is exactly (every weight) a
+  model trained offline on the same joined events in `seq` order, and ranks with its pmf, also
+  after one more kill -9 once everything is final (newest snapshot + replay of the joined
+  events after it);
 - a challenger learning in shadow recorded one score for every Online event it learned, each
-  equal to what an uninterrupted offline run scores before learning that event.
+  equal to what an uninterrupted offline run scores before learning that event, and its newest
+  snapshot is exactly the offline model (a challenger's model is not served over HTTP).
 
 The probes are deferred rank calls that are never activated, so they are final but never
 learned and do not move the model they check.
@@ -17,6 +19,7 @@ learned and do not move the model they check.
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
 import threading
@@ -32,7 +35,7 @@ from policies.features import Action
 from policies.ranking import eligible_indices
 from policies.vw import Policy
 from tests.conftest import ADMIN_KEY, Server, scalar, wait_until
-from tests.offline import offline_model
+from tests.offline import offline_model, served_model, snapshot_model, wait_same_model
 
 SEED = 20240611
 WORKERS = 8
@@ -294,8 +297,13 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     # -- the recovered model is the uninterrupted one ------------------------------------------
     with server.admin() as admin:
         arguments = admin.get("/configurations/policy").json()["arguments"]
-    offline = offline_model(db, policy_id, arguments, config["explorationPercentage"])
+    exploration = config["explorationPercentage"]
+    learned: list[int] = []
+    offline = offline_model(db, policy_id, arguments, exploration, learned=learned)
+    assert len(learned) == learnable
     _assert_serves(server, offline, "after the kills")
+    served = functools.partial(served_model, server, arguments, exploration)
+    wait_same_model(served, offline, learned, "the model served after the kills")
     tops = {max(_expected_pmf(offline, c, []).items(), key=lambda kv: kv[1])[0] for c in CONTEXTS}
     assert len(tops) > 1, "the model should prefer different actions in different contexts"
 
@@ -307,6 +315,7 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
     assert after["position"] >= max_seq
     assert after["eventsLearned"] == learnable == _learnable_after_start(db, policy_id)
     _assert_serves(server, offline, "after the final kill")
+    wait_same_model(served, offline, learned, "the model served after the final kill")
 
     # -- the challenger scored every event it learned once, as an uninterrupted run would ------
     wait_until(
@@ -323,7 +332,14 @@ def test_kill_9_under_load_loses_nothing_and_learns_once(server: Server, db) -> 
         ).fetchall()
     )
     expected: dict[int, float] = {}
-    offline_model(db, challenger_id, CHALLENGER, config["explorationPercentage"], expected)
+    shadow_learned: list[int] = []
+    shadow = offline_model(db, challenger_id, CHALLENGER, exploration, expected, shadow_learned)
     assert len(expected) == _learnable_after_start(db, challenger_id) > 200
     assert recorded.keys() == expected.keys()
     assert recorded == pytest.approx(expected, abs=1e-6)
+    wait_same_model(
+        lambda: snapshot_model(db, challenger_id, CHALLENGER, exploration),
+        shadow,
+        shadow_learned,
+        "the challenger's newest snapshot",
+    )

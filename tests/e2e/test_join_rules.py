@@ -1,4 +1,5 @@
-"""Personalizer's join rules through HTTP, checked against what the policy learned.
+"""Personalizer's join rules through HTTP, checked against what the policy learned: after each
+case, GET model is exactly (every weight) the model trained offline on the joined stream.
 
 The wait time is set to its minimum (5 s) so expiry can be observed; all events of a case are
 created first and then checked together, so the module waits a few wait times in all.
@@ -6,6 +7,7 @@ created first and then checked together, so the module waits a few wait times in
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 
@@ -16,7 +18,7 @@ from policies.arguments import DEFAULT_ARGUMENTS
 from policies.features import Action
 from policies.vw import Policy
 from tests.conftest import Server
-from tests.offline import offline_model
+from tests.offline import offline_model, served_model, wait_same_model
 
 WAIT_S = 5
 ACTIONS = [{"id": f"a{i}", "features": [{"kind": f"k{i}"}]} for i in range(4)]
@@ -68,14 +70,20 @@ def _assert_serves(server: Server, offline: Policy) -> None:
             assert served == pytest.approx(expected, abs=1e-6)
 
 
-def _assert_servesoffline_model(server: Server, db) -> None:
-    """What the policy learned: the served pmf is that of a model trained offline on the
-    joined stream (rewards as joined, skipped events skipped), in the same order."""
+def _assert_serves_offline_model(server: Server, db, ranks: bool = True) -> None:
+    """What the policy learned: GET model is exactly the model trained offline on the joined
+    stream (rewards as joined, skipped events skipped), in the same order; with `ranks`, ranks
+    use it (the same pmf)."""
     with server.admin() as admin:
         arguments = admin.get("/configurations/policy").json()["arguments"]
         exploration = admin.get("/configurations/service").json()["explorationPercentage"]
     policy_id, _ = _learned(server)
-    _assert_serves(server, offline_model(db, policy_id, arguments, exploration))
+    learned: list[int] = []
+    offline = offline_model(db, policy_id, arguments, exploration, learned=learned)
+    if ranks:
+        _assert_serves(server, offline)
+    served = functools.partial(served_model, server, arguments, exploration)
+    wait_same_model(served, offline, learned, "the served model")
 
 
 def test_earliest_and_deferred_activation(server: Server, db) -> None:
@@ -130,7 +138,7 @@ def test_earliest_and_deferred_activation(server: Server, db) -> None:
     assert late_rewards.fetchone()[0] == 1
 
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 7))
-    _assert_servesoffline_model(server, db)
+    _assert_serves_offline_model(server, db)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +159,7 @@ def test_aggregations_wait_for_the_wait_time(
     _wait_until(lambda: _joined(db, event_id) is not None)
     assert _joined(db, event_id) == (pytest.approx(expected), True, "reward")
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 1))
-    _assert_servesoffline_model(server, db)
+    _assert_serves_offline_model(server, db)
 
 
 def test_learning_modes(server: Server, db) -> None:
@@ -184,6 +192,7 @@ def test_learning_modes(server: Server, db) -> None:
     assert {(r[0], r[1]) for r in rows} == {(1, 1.0)}
     assert {r[2] for r in rows} - {1}, "the policy's own draws are logged, not only the baseline"
     _wait_until(lambda: _learned(server) == (policy_id, learned0 + 40))
+    _assert_serves_offline_model(server, db, ranks=False)  # ranks serve the baseline
     # imitation: the policy learned that the baseline is what to do
     with server.client() as c:
         answer = c.post(
@@ -216,4 +225,5 @@ def test_learning_modes(server: Server, db) -> None:
     )
     time.sleep(0.5)
     assert _learned(server) == (policy_id, learned1)  # logged and joined, nothing learned
+    _assert_serves_offline_model(server, db, ranks=False)
     server.configure(learningMode="Online")

@@ -14,6 +14,7 @@ admin errors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -36,6 +37,7 @@ from azure.core.exceptions import HttpResponseError
 
 from policies.arguments import DEFAULT_ARGUMENTS
 from tests.conftest import ADMIN_KEY, API_KEY, Server, scalar, wait_until
+from tests.offline import offline_model, served_model, snapshot_model, wait_same_model
 
 SEED = 20250308
 WORKERS = 4
@@ -291,6 +293,19 @@ def test_challengers_learn_in_shadow_exactly_once(
         difference = estimates["differenceFromChampion"]
         assert difference["events"] == expected["events"] == scored
         assert difference["value"] == pytest.approx(expected["difference"], rel=1e-9)
+    # each model is exactly its offline replay: the champion's as GET model serves it, a
+    # challenger's as its newest snapshot (no HTTP call serves a challenger's model)
+    with server.admin() as personalizer:
+        exploration = personalizer.get("/configurations/service").json()["explorationPercentage"]
+    for view in listed:
+        policy_id, arguments = shadow[view["name"]], view["arguments"]
+        learned: list[int] = []
+        offline = offline_model(db, policy_id, arguments, exploration, learned=learned)
+        if view["role"] == "champion":
+            fetch = functools.partial(served_model, server, arguments, exploration)
+        else:
+            fetch = functools.partial(snapshot_model, db, policy_id, arguments, exploration)
+        wait_same_model(fetch, offline, learned, f"the model of {view['role']} {view['name']}")
     fast, uniform = view_of(admin, "fast"), view_of(admin, "uniform")
     assert fast["estimates"]["differenceFromChampion"]["lower"] > 0
     assert uniform["estimates"]["differenceFromChampion"]["upper"] < 0

@@ -4,6 +4,7 @@ within 2 × modelExportFrequency."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from policies.vw import Policy
 from tests.conftest import API_KEY, Server
+from tests.offline import model_of, offline_model, wait_same_model
 
 WORKERS = 4
 EXPORT_S = 2
@@ -76,7 +79,7 @@ def test_one_learner_and_fail_over(workers: Server, db) -> None:
     assert learners == {now_pid}, learners
 
 
-def test_rewards_reach_every_worker(workers: Server) -> None:
+def test_rewards_reach_every_worker(workers: Server, db) -> None:
     with workers.admin() as admin:
         document = admin.get("/configurations/service").json()
         document.update(modelExportFrequency=f"PT{EXPORT_S}S")
@@ -109,6 +112,36 @@ def test_rewards_reach_every_worker(workers: Server) -> None:
         ).json()
         probabilities = {r["id"]: r["probability"] for r in answer["ranking"]}
         assert probabilities["a3"] == max(probabilities.values()) > 0.2
+    # the learner's model is exactly the offline replay of the joined events, and every worker
+    # serves it (loaded from the learner's snapshot)
+    with workers.admin() as admin:
+        arguments = admin.get("/configurations/policy").json()["arguments"]
+    survey = _survey(workers)
+    (policy_id,) = {h["policyId"] for h in survey.values()}
+    exploration = document["explorationPercentage"]
+    learned: list[int] = []
+    offline = offline_model(db, policy_id, arguments, exploration, learned=learned)
+    for pid, health in sorted(survey.items(), key=lambda item: item[1]["role"] != "learner"):
+        fetch = functools.partial(_model_of, workers, pid, arguments, exploration)
+        wait_same_model(fetch, offline, learned, f"the {health['role']}'s model (worker {pid})")
+
+
+def _model_of(server: Server, pid: int, arguments: str, exploration: float) -> tuple[str, Policy]:
+    """GET model from worker `pid`: new connections until a healthz comes from that process,
+    then GET model on that connection (so the same process answers it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with server.admin() as admin:
+            health = admin.get(f"{server.url}/healthz")
+            if health.json()["pid"] == pid:
+                answer = admin.get("/model")
+                assert _local_address(answer) == _local_address(health), "a new connection"
+                return model_of(answer, arguments, exploration)
+        assert time.monotonic() < deadline, f"no connection reached worker {pid}"
+
+
+def _local_address(answer: httpx.Response) -> tuple[str, int]:
+    return answer.extensions["network_stream"].get_extra_info("client_addr")
 
 
 def test_configuration_reaches_every_worker_even_after_a_lost_connection(

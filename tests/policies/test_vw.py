@@ -115,6 +115,29 @@ def test_a_loaded_model_takes_the_same_path() -> None:
     assert loaded.to_bytes() == reference.workspace.serialize()
 
 
+@pytest.mark.parametrize("arguments", ARGUMENTS)
+def test_scoring_an_event_then_learning_it_learns_what_learning_alone_learns(
+    arguments: str,
+) -> None:
+    """The learner scores and learns each Online event in one call (`score_and_learn`); the
+    end-to-end tests' offline replay learns it with `learn_from`, and predicts only when it
+    records scores. Predictions change the serialized bytes (VW counts them) but no weight:
+    the two models hold the same weights with the same online state."""
+    scored, learned = Policy(arguments), Policy(arguments)
+    for call, example, chosen, cost, probability in random_events(13, 400):
+        if call == "pmf_of":
+            scored.pmf_of(example)
+            continue
+        scored.score_and_learn(example, chosen, cost, probability)
+        learned.learn_from(example, chosen, cost, probability)
+    assert scored.to_bytes() != learned.to_bytes()
+    assert _weights(scored) == _weights(learned)
+
+
+def _weights(policy: Policy) -> str:
+    return policy._workspace.json_weights(include_online_state=True)
+
+
 def test_the_hot_paths_skip_the_public_wrappers(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = Policy(DEFAULT_ARGUMENTS)  # built before the public API breaks
 

@@ -22,7 +22,6 @@ Under that overlap:
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -34,10 +33,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from policies.arguments import DEFAULT_ARGUMENTS, with_epsilon
-from policies.vw import Policy
+from policies.arguments import DEFAULT_ARGUMENTS
 from tests.conftest import ADMIN_KEY, API_KEY, Server
-from tests.offline import offline_model
+from tests.offline import assert_same_model, offline_model, snapshot_model
 from tests.proxy import SilenceableProxy, tcp_target, via
 
 LEASE_S = 2.0
@@ -143,10 +141,6 @@ def _traffic(server: Server, stop: threading.Event, seed: int, sent: list[int]) 
             sent[0] += 1
 
 
-def _weights(policy: Policy) -> list[dict]:
-    return json.loads(policy._workspace.json_weights(include_online_state=True))["weights"]
-
-
 def test_one_writer_at_a_time_under_forced_overlap(
     pair: list[Server], proxy: SilenceableProxy | None, db
 ) -> None:
@@ -248,13 +242,8 @@ def test_one_writer_at_a_time_under_forced_overlap(
             f"policy {policy_id}: scored {len(scores)} events, expected {len(expected_scores)}"
         )
         assert scores == pytest.approx(expected_scores, abs=1e-6)
-        model = db.execute(
-            "SELECT model FROM snapshots WHERE policy_id = %s ORDER BY cursor DESC, id DESC"
-            " LIMIT 1",
-            (policy_id,),
-        ).fetchone()[0]
-        served = Policy.from_bytes(with_epsilon(arguments, exploration), bytes(model))
-        assert _weights(served) == _weights(offline), f"policy {policy_id}: model differs"
+        version, saved = snapshot_model(db, policy_id, arguments, exploration)
+        assert_same_model(saved, offline, f"the newest snapshot of policy {policy_id} ({version})")
     assert {a for a, _ in policies} and DEFAULT_ARGUMENTS in {a for _, a in policies}
 
     # the deposed learners noticed and stepped down, and fail-over took lease + a little

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 
-import psycopg
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.store.db import is_disconnect
+from app.store.db import DATABASE_ERRORS, is_disconnect
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +95,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
 HANDLERS = {
     ApiError: handle_api_error,
     HTTPException: handle_http_error,
-    sa_exc.SQLAlchemyError: handle_database_error,
-    psycopg.Error: handle_database_error,
+    **dict.fromkeys(DATABASE_ERRORS, handle_database_error),
     OSError: handle_database_error,
     Exception: handle_unexpected,
 }

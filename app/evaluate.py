@@ -14,11 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-import sqlalchemy as sa
-
-from app.loop.evaluations import FIXED, NoEvents, evaluate_window, parse_moment
+from app.loop.evaluations import FIXED, NoEvents, evaluate_window
 from app.report import render_html
-from app.store.db import sync_url
+from app.store.db import OperationalError, sync_engine
+from app.timestamps import parse_moment
 from policies.arguments import ArgumentsError, validate
 
 MAX_CUSTOM_POLICIES = 10
@@ -102,7 +101,7 @@ def run(
         "createdAt": datetime.now(UTC).isoformat(),
         "evaluationType": "Manual",
     }
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     bar = ProgressBar()
     try:
         data = evaluate_window(
@@ -117,7 +116,7 @@ def run(
         )
     except NoEvents as exc:
         raise UsageError(str(exc)) from None
-    except sa.exc.OperationalError as exc:
+    except OperationalError as exc:
         raise UsageError(f"cannot read the database: {exc.orig}") from None
     finally:
         bar.close()

@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from app.service_config import Rules
+from app.settings import Settings
 from app.store import evaluations, lease, roles
+from app.store.db import AsyncEngine
 from app.store.roles import Audit, RoleError
 from policies import gate
 from policies.estimators import normal_quantile
 from policies.gate import Evidence, GateRules, Verdict
 
-if TYPE_CHECKING:
-    from app.service import Service
+
+class Service(Protocol):
+    """What promotion needs of the running service (app.service.Service has it)."""
+
+    engine: AsyncEngine
+    settings: Settings
+    rules: Rules
+
+    async def reload(self) -> None:
+        """Apply a change of roles in this process now (the others follow its NOTIFY)."""
 
 
 @dataclass(frozen=True)

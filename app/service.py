@@ -6,8 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.keys import Keys
 from app.loop.evaluations import Runner
 from app.loop.learner import Learner, ServingModel
@@ -16,6 +14,7 @@ from app.promotion import EvaluationError, apply_from_evaluation
 from app.service_config import Rules
 from app.settings import Settings
 from app.store import configuration, evaluations, lease
+from app.store.db import AsyncEngine
 from app.store.election import CONNECTED, Election
 from app.store.roles import RoleError
 from app.store.writer import GroupCommitWriter

@@ -17,12 +17,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from app.api.common import authorize, caller, json_object, read_json, required_text
 from app.errors import ApiError, bad_request, conflict, not_found
-from app.loop.evaluations import FIXED, iso, parse_moment
+from app.loop.evaluations import FIXED
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.report import render_html
 from app.service import Service
 from app.store import evaluations
 from app.store.roles import RoleError
+from app.timestamps import iso, parse_moment
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
 from policies.evaluation import INTERVALS, WINDOWS, regroup

@@ -21,15 +21,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app import durations
 from app.service_config import MIN_AUTO_FREQUENCY
 from app.store import evaluations as store
 from app.store import lease
-from app.store.db import sync_url
+from app.store.db import AsyncEngine, Connection, Engine, repeatable_read, sync_engine
+from app.timestamps import iso
 from policies.arguments import with_epsilon
 from policies.evaluation import PolicySpec, Replay, report
 from policies.optimization import optimize
@@ -45,24 +42,6 @@ JOB_PARENT_ENV = "DS_JOB_PARENT_PID"
 JOB_EPOCH_ENV = "DS_JOB_LEARNER_EPOCH"  # the epoch of the learner that started the job
 PR_SET_PDEATHSIG = 1
 FIXED = ("Online", "Baseline", "Random")  # the policies every evaluation compares
-
-
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def parse_moment(value: str) -> datetime:
-    """An ISO 8601 date and time (UTC when it has no offset), between 1970 and 9999."""
-    try:
-        moment = datetime.fromisoformat(value.strip())
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        if not EARLIEST <= moment <= LATEST:
-            raise OverflowError
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"'{value}' is outside 1970–9999") from None
-    except ValueError:
-        raise ValueError(f"not an ISO 8601 date and time: '{value}'") from None
 
 
 class NoEvents(ValueError):
@@ -146,9 +125,7 @@ def evaluate(
 def evaluate_window(engine: Engine, *, read_only: bool = False, **kwargs: Any) -> dict[str, Any]:
     """`evaluate` in one REPEATABLE READ transaction, so both passes over the window (the
     optimization sample and the replay) read the same events."""
-    level = "REPEATABLE READ READ ONLY" if read_only else "REPEATABLE READ"
-    with engine.connect() as conn, conn.begin():
-        conn.execute(sa.text(f"SET TRANSACTION ISOLATION LEVEL {level}"))
+    with repeatable_read(engine, read_only) as conn:
         return evaluate(conn, **kwargs)
 
 
@@ -163,15 +140,10 @@ def meta_of(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def iso(moment: datetime | None) -> str | None:
-    """A time as ISO 8601 in UTC with a `Z` (None stays None)."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 def run_job(database_url: str, evaluation_id: str, epoch: int) -> None:
     """Run one stored evaluation to Succeeded or Failed (the job process's entry point); the
     result is stored only while the learner of `epoch` leads."""
-    engine = sa.create_engine(sync_url(database_url))
+    engine = sync_engine(database_url)
     try:
         with engine.begin() as conn:
             row = store.load_sync(conn, evaluation_id)

@@ -21,12 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.service_config import Rules
 from app.store import configuration, joins, lease, logs, snapshots, writers
 from app.store.configuration import PolicyRow
-from app.store.db import is_disconnect
+from app.store.db import AsyncEngine, is_disconnect
 from policies import join
 from policies.arguments import with_epsilon
 from policies.ranking import lesson

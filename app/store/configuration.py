@@ -8,14 +8,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.store import locks
 from app.store.election import notify
 from app.store.tables import joined, policies, promotions, service_config, snapshots
 
-ROLES_LOCK = 720_103  # serializes every change of the policies' roles (and the checks before)
-
 
 async def lock_roles(conn: AsyncConnection) -> None:
-    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ROLES_LOCK)))
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(locks.ROLES)))
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ async def ensure_defaults(
 ) -> None:
     """First start: write the default configuration and a champion policy if missing."""
     async with engine.begin() as conn:
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7201)"))
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(locks.FIRST_START)))
         exists = (
             await conn.execute(sa.select(service_config.c.id).where(service_config.c.id == 1))
         ).first()

@@ -1,16 +1,44 @@
-"""Database URLs, engines, migrations and the embedded PostgreSQL."""
+"""Database URLs, engines, migrations and the embedded PostgreSQL.
+
+The rest of the service names the database only through this package: `AsyncEngine` (the
+server), `Engine` and `Connection` (the evaluation job and the `evaluate` command), and
+`DATABASE_ERRORS` / `is_disconnect` to tell a database failure from a bug.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = [
+    "DATABASE_ERRORS",
+    "AsyncEngine",
+    "Connection",
+    "Engine",
+    "OperationalError",
+    "async_engine",
+    "is_disconnect",
+    "migrate",
+    "ping",
+    "repeatable_read",
+    "start_embedded",
+    "sync_engine",
+    "sync_url",
+]
+
+# every error that comes from the database or its driver (answered 503 by the API)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sa_exc.SQLAlchemyError, psycopg.Error)
+OperationalError = sa_exc.OperationalError  # the database could not be reached or used
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +70,20 @@ def async_engine(url: str, pool_size: int = 8) -> AsyncEngine:
         pool_timeout=10,
         connect_args={"connect_timeout": 5, **KEEPALIVES},
     )
+
+
+def sync_engine(url: str) -> Engine:
+    """A synchronous engine (the evaluation job and the `evaluate` command)."""
+    return sa.create_engine(sync_url(url))
+
+
+@contextlib.contextmanager
+def repeatable_read(engine: Engine, read_only: bool = False) -> Iterator[Connection]:
+    """A connection in one REPEATABLE READ transaction: every read sees the same snapshot."""
+    level = "REPEATABLE READ READ ONLY" if read_only else "REPEATABLE READ"
+    with engine.connect() as conn, conn.begin():
+        conn.execute(sa.text(f"SET TRANSACTION ISOLATION LEVEL {level}"))
+        yield conn
 
 
 async def ping(engine: AsyncEngine, timeout: float) -> bool:

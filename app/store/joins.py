@@ -11,12 +11,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.store import lease, writers
+from app.store import lease, locks, writers
 from app.store.tables import activations, decisions, joined, pending, rewards
 from policies.join import Outcome
 
 FINALIZE_BATCH = 5000
-FINALIZE_LOCK = 720_102
 GRACE = timedelta(seconds=2)
 # A learner step looks for newly rewarded events among the rewards (and activations) received
 # since its previous step began, less this margin for transactions that commit late. A reward
@@ -71,7 +70,7 @@ async def hold_finalization(conn: AsyncConnection) -> None:
     races an event becoming final. No JIT in it either: the join query's estimate grows with
     `pending` past jit_above_cost, and PostgreSQL would spend ~30 ms compiling it per step."""
     jit_off = sa.func.set_config("jit", "off", True)
-    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(FINALIZE_LOCK), jit_off))
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(locks.FINALIZE), jit_off))
 
 
 async def finalize(

@@ -1,6 +1,6 @@
 """The learner's lease and its fencing token (the epoch).
 
-A process becomes the learner by taking the session-level advisory lock `LEARNER_LOCK` on its
+A process becomes the learner by taking the session-level advisory lock `locks.LEARNER` on its
 election connection; in the same transaction it increments `learner_lease.epoch` and records who
 it is. That epoch is its fencing token: every write the learner makes (finalizing events,
 snapshots with their scores, retention, evaluation status, auto-optimization) starts with
@@ -26,9 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.process import ProcessId
+from app.store import locks
 from app.store.tables import learner_lease
-
-LEARNER_LOCK = 720_101  # pg advisory lock key of the learner
 
 
 class Deposed(Exception):
@@ -44,7 +43,7 @@ class Term:
 
 
 TAKE = f"""
-WITH locked AS (SELECT pg_try_advisory_lock({LEARNER_LOCK}) AS got)
+WITH locked AS (SELECT pg_try_advisory_lock({locks.LEARNER}) AS got)
 UPDATE learner_lease SET epoch = epoch + 1, host = %s, pid = %s, process_start = %s,
     elected_at = now()
 FROM locked WHERE learner_lease.id = 1 AND locked.got

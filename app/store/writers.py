@@ -7,7 +7,7 @@ commit came back in time; 503 when it came back late, and then the batch is also
 `voided_batches`). A row *counts* when its batch is resolved and not voided; the learner
 finalizes nothing whose rows are not resolved yet.
 
-A writer holds the advisory lock `(WRITER_LOCK, id)` for as long as its connection lives. When
+A writer holds the advisory lock `(locks.WRITER, id)` for as long as its connection lives. When
 the connection is gone, its process resolves what it left in doubt from a new connection. When
 the process itself is gone (`take_over`), the rows it left unresolved are resolved as answered:
 as soon as the process is seen dead when it ran on this machine, else `ORPHAN_AFTER` after its
@@ -25,12 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.process import ProcessId, alive
-from app.store import lease
+from app.store import lease, locks
 from app.store.tables import voided_batches, writers
 
 log = logging.getLogger(__name__)
 
-WRITER_LOCK = 720_103  # first key of the two-key advisory lock a writer holds: (720103, id)
 LAST_OF = 0xFFFFFFFF  # the last batch number a writer can have: (id << 32) | LAST_OF
 ORPHAN_AFTER = timedelta(seconds=60)
 
@@ -77,7 +76,7 @@ REGISTER = """
 INSERT INTO writers (host, boot_id, pid, process_start, started_at, seen_at)
 VALUES (%s, %s, %s, %s, now(), now()) RETURNING id
 """
-LOCK = f"SELECT pg_advisory_lock({WRITER_LOCK}, %s)"
+LOCK = f"SELECT pg_advisory_lock({locks.WRITER}, %s)"
 PUBLISH = "UPDATE writers SET resolved_through = %s, seen_at = now(), closed = %s WHERE id = %s"
 VOID = """
 INSERT INTO voided_batches (batch, voided_at) SELECT unnest(%s::bigint[]), now()
@@ -86,7 +85,7 @@ ON CONFLICT DO NOTHING
 # Resolving a previous connection of this process: only once its session is gone (its lock
 # free), so a transaction it left open has ended one way or the other.
 PREVIOUS = f"""
-SELECT pg_try_advisory_xact_lock({WRITER_LOCK}, id), closed, last_batch
+SELECT pg_try_advisory_xact_lock({locks.WRITER}, id), closed, last_batch
 FROM writers WHERE id = %s FOR UPDATE
 """
 CLOSE = "UPDATE writers SET resolved_through = %s, closed = true, seen_at = now() WHERE id = %s"
@@ -121,7 +120,7 @@ async def take_over(engine: AsyncEngine, term: lease.Term | None) -> list[int]:
         if not gone:
             return []
         await lease.fence(conn, term)
-        free = sa.func.pg_try_advisory_xact_lock(WRITER_LOCK, writers.c.id)
+        free = sa.func.pg_try_advisory_xact_lock(locks.WRITER, writers.c.id)
         taken = (
             await conn.execute(
                 sa.update(writers)

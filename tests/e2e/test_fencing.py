@@ -33,6 +33,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from app.store import locks
 from policies.arguments import DEFAULT_ARGUMENTS
 from tests.conftest import ADMIN_KEY, API_KEY, Server
 from tests.offline import assert_same_model, offline_model, snapshot_model
@@ -54,7 +55,7 @@ EPOCH_WENT_BACK = {
 }
 # the session holding the learner lock of this database (advisory locks are per database)
 HOLDS_THE_LEARNER_LOCK = (
-    "l.locktype = 'advisory' AND l.objid = 720101 AND l.granted"
+    f"l.locktype = 'advisory' AND l.objid = {locks.LEARNER} AND l.granted"
     " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
 CURSOR_WENT_BACK = (

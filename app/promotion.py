@@ -34,7 +34,7 @@ class Service(Protocol):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PromotionResult:
     promoted: bool
     verdict: Verdict
     forced: bool
@@ -77,7 +77,7 @@ async def promote(
     arguments: str | None = None,
     evaluation_id: str | None = None,
     fenced_by: lease.Term | None = None,
-) -> Outcome:
+) -> PromotionResult:
     """Make the candidate the champion when the verdict allows it (or `force`); audit either
     way. A candidate with `policy_id` is a challenger (its model trained in shadow serves); one
     without is installed with `arguments` and a fresh model (from an evaluation). `fenced_by`:
@@ -98,13 +98,13 @@ async def promote(
     )
     if not promoted:
         await roles.record(svc.engine, audit, fenced_by)
-        return Outcome(promoted, verdict, force)
+        return PromotionResult(promoted, verdict, force)
     if policy_id is None:
         await roles.install(svc.engine, policy_name, arguments, audit, fenced_by)  # type: ignore[arg-type]
     else:
         await roles.swap(svc.engine, audit, fenced_by)
     await svc.reload()  # this process switches now; the others on the notification
-    return Outcome(promoted, verdict, force)
+    return PromotionResult(promoted, verdict, force)
 
 
 async def rollback(svc: Service, key_id: str) -> Audit:
@@ -189,7 +189,7 @@ async def apply_from_evaluation(
     key_id: str,
     source: str,
     fenced_by: lease.Term | None = None,
-) -> Outcome | None:
+) -> PromotionResult | None:
     """Make an evaluated policy the champion, through the gate (None: it is already Online)."""
     row = await evaluations.get(svc.engine, evaluation_id)
     if row is None:

@@ -20,6 +20,7 @@ from app.api.common import (
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.promotion import promote, rollback, shadow_verdict
 from app.store import roles
+from app.store.configuration import model_version
 from app.store.roles import RoleError
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
@@ -74,7 +75,7 @@ def _view(info: roles.PolicyInfo, sums: dict[str, float] | None) -> dict[str, An
         "role": info.role,
         "arguments": info.arguments,
         "createdAt": info.created_at.isoformat(),
-        "modelVersion": f"{info.id}.{info.events_learned}",
+        "modelVersion": model_version(info.id, info.events_learned),
         "eventsLearned": info.events_learned,
         "eventsRefused": info.events_refused,
         "position": info.cursor,

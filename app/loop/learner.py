@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from app.service_config import Rules
 from app.store import configuration, joins, lease, logs, snapshots, writers
-from app.store.configuration import PolicyRow
+from app.store.configuration import PolicyRow, model_version
 from app.store.db import AsyncEngine, is_disconnect
 from policies import join
 from policies.arguments import with_epsilon
@@ -55,7 +55,7 @@ class ServingModel:
 
     @property
     def version(self) -> str:
-        return f"{self.row.id}.{self.events_learned}"
+        return model_version(self.row.id, self.events_learned)
 
 
 class Learner:

@@ -29,6 +29,11 @@ class ChampionChange:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
+def model_version(policy_id: int, events_learned: int) -> str:
+    """The model version logged with each decision and shown by the API."""
+    return f"{policy_id}.{events_learned}"
+
+
 @dataclass(frozen=True)
 class PolicyRow:
     id: int

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.store import lease
-from app.store.election import CHANNEL, notify
+from app.store.election import notify
 from app.store.tables import decisions, evaluations, joined, policies, service_config
 from policies.evaluation import LoggedEvent
 
@@ -216,4 +216,3 @@ def finish_sync(
             finished_at=sa.func.now(),
         )
     )
-    conn.execute(sa.select(sa.func.pg_notify(CHANNEL, f"evaluated:{evaluation_id}")))

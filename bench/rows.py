@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from app.store import writer
+from app.store import batch_statements as writer
 from app.store.db import migrate
 from bench import commit
 from bench.database import DEFAULT_URL, fresh_database, postgres_server

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from app.api.common import FastJSONResponse, authorize, json_object, parse_json, read_body
 from app.errors import ApiError, bad_request
-from app.store.writer import DecisionRow
+from app.store.batch_statements import DecisionRow
 from policies import codec
 from policies.features import (
     MAX_ACTIONS,

@@ -302,9 +302,11 @@ def test_identical_values_and_unparseable_times() -> None:
         for row in policy["timeseries"]:
             row.update(ips=0.5, lower=0.5, upper=0.5, effectiveSampleSize=7.0)
     page = Page(render_html(report))
-    for element in page.svgs[0]:
-        if "series-line" in element[1].get("class", ""):
-            _check_inside(page.svgs[0], element)
+    reward = page.svgs[0]
+    lines = [e for e in reward if "series-line" in e[1].get("class", "")]
+    assert sorted(e[1]["data-series"] for e in lines) == sorted(NAMES)  # the loop checks them all
+    for line in lines:
+        assert len(_check_inside(reward, line)) == 3  # a point per bucket, each inside the plot
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="chromium is not installed")

@@ -16,6 +16,22 @@ from policies.join import outcome
 NO_LEARNER_YET = lease.Term(epoch=0, lease_s=60.0)
 
 
+@pytest.fixture(scope="module")
+def migrated(database_url: str) -> str:
+    migrate(database_url)
+    return database_url
+
+
+@pytest.fixture
+def url(migrated: str) -> str:
+    """The module's database with nothing pending or joined yet, and `joined_seq` back at 1:
+    each test starts from the same state, whichever ran before it."""
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("TRUNCATE pending, rewards, activations, joined RESTART IDENTITY")
+        conn.execute("ALTER SEQUENCE joined_seq RESTART")
+    return migrated
+
+
 def _pending(conn: psycopg.Connection, event_id: str, age_s: float, deferred: bool) -> None:
     conn.execute(
         "INSERT INTO pending (event_id, created_at, deferred)"
@@ -62,11 +78,10 @@ def _finalize(
 
 
 def test_deferred_rewarded_unactivated_events_do_not_block_the_queue(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate(database_url)
     monkeypatch.setattr(joins, "FINALIZE_BATCH", 2)
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         for i in range(5):  # older, rewarded, waiting for an activation that may never come
             _pending(conn, f"deferred-{i}", age_s=60, deferred=True)
             _reward(conn, f"deferred-{i}", 1.0)
@@ -77,17 +92,17 @@ def test_deferred_rewarded_unactivated_events_do_not_block_the_queue(
         conn.execute("INSERT INTO activations (event_id, received_at) VALUES ('activated', now())")
         _pending(conn, "silent", age_s=1, deferred=False)
 
-    assert _finalize(database_url, timedelta(minutes=10)) == 2
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    assert _finalize(url, timedelta(minutes=10)) == 2
+    with psycopg.connect(url, autocommit=True) as conn:
         joined = dict(conn.execute("SELECT event_id, reward FROM joined").fetchall())
         assert joined == {"plain": 0.5, "activated": 0.25}
         still = {r[0] for r in conn.execute("SELECT event_id FROM pending").fetchall()}
         assert still == {f"deferred-{i}" for i in range(5)} | {"silent"}
     # once their wait time has closed (plus the grace), they are final, and not learned
-    assert _finalize(database_url, timedelta(seconds=30)) == 2
-    assert _finalize(database_url, timedelta(seconds=30)) == 2
-    assert _finalize(database_url, timedelta(seconds=30)) == 1
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    assert _finalize(url, timedelta(seconds=30)) == 2
+    assert _finalize(url, timedelta(seconds=30)) == 2
+    assert _finalize(url, timedelta(seconds=30)) == 1
+    with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT learn, reason FROM joined WHERE event_id LIKE 'deferred-%'"
         ).fetchall()
@@ -97,13 +112,11 @@ def test_deferred_rewarded_unactivated_events_do_not_block_the_queue(
         ]
 
 
-def test_a_step_looks_for_rewards_received_since_its_previous_one(database_url: str) -> None:
+def test_a_step_looks_for_rewards_received_since_its_previous_one(url: str) -> None:
     """With `since`, only rewards (and activations of deferred events) received since then
     make an event final early; one rewarded before is final when its wait time closes, with
     its reward."""
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DELETE FROM pending")  # what an earlier test left waiting
+    with psycopg.connect(url, autocommit=True) as conn:
         _pending(conn, "new", age_s=20, deferred=False)
         _reward(conn, "new", 0.5, age_s=1)
         _pending(conn, "old", age_s=20, deferred=False)
@@ -114,22 +127,20 @@ def test_a_step_looks_for_rewards_received_since_its_previous_one(database_url: 
             "INSERT INTO activations (event_id, received_at)"
             " VALUES ('late-activation', now() - interval '1 second')"
         )
-    assert _finalize(database_url, timedelta(minutes=10), since_s=5) == 2
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    assert _finalize(url, timedelta(minutes=10), since_s=5) == 2
+    with psycopg.connect(url, autocommit=True) as conn:
         assert _joined(conn) == {"new": 0.5, "late-activation": 0.25}
     # a step without `since` (the first after a start) looks at the whole wait time
-    assert _finalize(database_url, timedelta(minutes=10)) == 1
+    assert _finalize(url, timedelta(minutes=10)) == 1
     # and an event that no step saw early is final when its wait time closes, with its reward
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         _pending(conn, "unseen", age_s=40, deferred=False)
         _reward(conn, "unseen", 1.0, age_s=35)
-    assert _finalize(database_url, timedelta(minutes=10), since_s=5) == 0
-    assert _finalize(database_url, timedelta(seconds=30), since_s=5) == 1
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    assert _finalize(url, timedelta(minutes=10), since_s=5) == 0
+    assert _finalize(url, timedelta(seconds=30), since_s=5) == 1
+    with psycopg.connect(url, autocommit=True) as conn:
         assert _joined(conn) == {"new": 0.5, "late-activation": 0.25, "old": 0.75, "unseen": 1.0}
 
 
 def _joined(conn: psycopg.Connection) -> dict[str, float]:
-    names = ["new", "old", "late-activation", "unseen"]
-    rows = conn.execute("SELECT event_id, reward FROM joined WHERE event_id = ANY(%s)", (names,))
-    return dict(rows.fetchall())
+    return dict(conn.execute("SELECT event_id, reward FROM joined").fetchall())

@@ -26,7 +26,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -45,8 +44,7 @@ from app.store.batch_statements import (
     column_params,
     row_params,
 )
-from app.store.db import KEEPALIVES
-from app.store.election import SERVER_KEEPALIVES, conninfo
+from app.store.election import conninfo
 from policies import codec
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,6 @@ PUBLISH_AFTER_S = 0.1  # idle this long after a batch: publish its resolution on
 HEARTBEAT_S = 1.0  # idle this long: a round trip that proves the connection (and readiness)
 READY_WITHIN_S = 5.0  # ready while the last round trip came back less than this ago
 RETRY_PREVIOUS_S = 1.0  # how often to try resolving a previous connection's batches
-APPLICATION_NAME = "decision-service-writer"
 
 DECISION, REWARD, ACTIVATION, REPLAY = "decision", "reward", "activation", "replay"
 
@@ -89,21 +86,6 @@ class _Batch:
         self.late = False  # its calls were answered 503 while it was in flight
 
 
-@dataclass
-class _Account:
-    """What one writer connection still owes the database."""
-
-    writer_id: int
-    resolved: int = 0  # every batch through this one is answered for
-    published: int = 0  # `resolved` as the database last confirmed it
-    voids: list[int] = field(default_factory=list)  # committed late, not yet recorded
-    doubt: int = 0  # a batch sent on a connection that failed before it came back
-
-    @property
-    def owes(self) -> bool:
-        return self.resolved != self.published or bool(self.voids)
-
-
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # a caller that gave up: its outcome is not "never retrieved"
@@ -126,9 +108,9 @@ class GroupCommitWriter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._account: _Account | None = None
+        self._account: w.Account | None = None
         self._n = 0
-        self._previous: list[_Account] = []  # of connections that failed, still owing
+        self._previous: list[w.Account] = []  # of connections that failed, still owing
         self._retry_previous_at = 0.0
         self._last_ok = -1e9  # loop time of the last round trip that came back
         self._next_connect_warning = 0.0
@@ -310,24 +292,7 @@ class GroupCommitWriter:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=5,
-                application_name=APPLICATION_NAME,
-                **KEEPALIVES,
-            )
-            try:
-                for setting, value in SERVER_KEEPALIVES.items():
-                    await conn.execute(f"SET {setting} = {int(value)}")
-                p = self._process
-                cursor = await conn.execute(w.REGISTER, (p.host, p.boot_id, p.pid, p.start))
-                row = await cursor.fetchone()
-                assert row is not None
-                await conn.execute(w.LOCK, (row[0],))
-            except BaseException:
-                await conn.close()
-                raise
+            conn, writer_id = await w.connect(self._url, self._process)
         except (psycopg.Error, OSError) as exc:
             now = asyncio.get_running_loop().time()
             if now >= self._next_connect_warning:  # once a minute while it lasts
@@ -338,7 +303,7 @@ class GroupCommitWriter:
             return None
         self._conn = conn
         self._next_connect_warning = 0.0
-        self._account = _Account(row[0])
+        self._account = w.Account(writer_id)
         self._n = 0
         self._last_ok = asyncio.get_running_loop().time()
         return conn
@@ -491,14 +456,7 @@ class GroupCommitWriter:
         assert account is not None
         resolved, voids = account.resolved, list(account.voids)
         try:
-            async with conn.pipeline():
-                await conn.execute("BEGIN")
-                if not voids:
-                    await conn.execute("SET LOCAL synchronous_commit = off")
-                else:
-                    await conn.execute(w.VOID, (voids,))
-                await conn.execute(w.PUBLISH, (resolved, closing, account.writer_id))
-                await conn.execute("COMMIT")
+            await w.publish(conn, account.writer_id, resolved, voids, closing)
         except psycopg.Error as exc:
             if w.is_connection_error(exc) or conn.closed:
                 log.warning("group-commit writer: connection lost: %s", exc)
@@ -521,28 +479,9 @@ class GroupCommitWriter:
             return
         for account in list(self._previous):
             try:
-                async with conn.transaction():
-                    cursor = await conn.execute(w.PREVIOUS, (account.writer_id,))
-                    row = await cursor.fetchone()
-                    if row is None or not row[0]:
-                        continue  # its session still holds the lock: later
-                    _, closed, last_batch = row
-                    voids = list(account.voids)
-                    if account.doubt and last_batch >= account.doubt:
-                        voids.append(account.doubt)  # the batch in doubt committed
-                    if closed:
-                        if voids:
-                            log.error(
-                                "batches %s were answered 503 but another process resolved "
-                                "them as answered",
-                                voids,
-                            )
-                    else:
-                        if voids:
-                            await conn.execute(w.VOID, (voids,))
-                        await conn.execute(
-                            w.CLOSE, (w.last_batch_of(account.writer_id), account.writer_id)
-                        )
+                voids = await w.settle(conn, account.writer_id, account.doubt, account.voids)
+                if voids is None:
+                    continue  # its session still holds the lock: later
             except psycopg.Error as exc:
                 if w.is_connection_error(exc) or conn.closed:
                     self._lost()

@@ -17,6 +17,7 @@ writer was last seen.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.process import ProcessId, alive
 from app.store import lease, locks
+from app.store.db import KEEPALIVES
+from app.store.election import SERVER_KEEPALIVES
 from app.store.tables import voided_batches, writers
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,21 @@ def voided(batch: Any) -> Any:
 def counts(batch: Any, local: Local | None = None) -> Any:
     """A row of the batch in column `batch` counts: resolved, and not voided."""
     return sa.and_(resolved(batch, local), sa.not_(voided(batch)))
+
+
+@dataclass
+class Account:
+    """What one writer connection still owes the database."""
+
+    writer_id: int
+    resolved: int = 0  # every batch through this one is answered for
+    published: int = 0  # `resolved` as the database last confirmed it
+    voids: list[int] = field(default_factory=list)  # committed late, not yet recorded
+    doubt: int = 0  # a batch sent on a connection that failed before it came back
+
+    @property
+    def owes(self) -> bool:
+        return self.resolved != self.published or bool(self.voids)
 
 
 # -- a writer's own statements (psycopg, on the writer's connection) ---------------------------
@@ -136,6 +154,76 @@ async def take_over(engine: AsyncEngine, term: lease.Term | None) -> list[int]:
     if taken_ids:
         log.info("resolved the batches of writers whose process is gone: %s", taken_ids)
     return taken_ids
+
+
+APPLICATION_NAME = "decision-service-writer"  # how a writer's session shows in pg_stat_activity
+
+
+async def connect(url: str, process: ProcessId) -> tuple[psycopg.AsyncConnection[Any], int]:
+    """A new writer connection, registered in `writers` and holding its writer lock; its id."""
+    conn = await psycopg.AsyncConnection.connect(
+        url, autocommit=True, connect_timeout=5, application_name=APPLICATION_NAME, **KEEPALIVES
+    )
+    try:
+        for setting, value in SERVER_KEEPALIVES.items():
+            await conn.execute(f"SET {setting} = {int(value)}")
+        p = process
+        cursor = await conn.execute(REGISTER, (p.host, p.boot_id, p.pid, p.start))
+        row = await cursor.fetchone()
+        assert row is not None
+        await conn.execute(LOCK, (row[0],))
+    except BaseException:
+        await conn.close()
+        raise
+    return conn, int(row[0])
+
+
+async def publish(
+    conn: psycopg.AsyncConnection[Any],
+    writer_id: int,
+    resolved: int,
+    voids: list[int],
+    closing: bool,
+) -> None:
+    """One transaction that records the voids and `resolved_through` (and proves the
+    connection): durable when it records voids, else with asynchronous commit (a confirmation
+    lost in a crash is recovered as answered, which it was)."""
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        if not voids:
+            await conn.execute("SET LOCAL synchronous_commit = off")
+        else:
+            await conn.execute(VOID, (voids,))
+        await conn.execute(PUBLISH, (resolved, closing, writer_id))
+        await conn.execute("COMMIT")
+
+
+async def settle(
+    conn: psycopg.AsyncConnection[Any], writer_id: int, doubt: int, owed: list[int]
+) -> list[int] | None:
+    """Settle a previous connection of this process once its session is gone: void the batch
+    in `doubt` if it committed and the voids it still `owed`, and close it. None while its
+    session still holds its lock; else the batches voided."""
+    async with conn.transaction():
+        cursor = await conn.execute(PREVIOUS, (writer_id,))
+        row = await cursor.fetchone()
+        if row is None or not row[0]:
+            return None
+        _, closed, last_batch = row
+        voids = list(owed)
+        if doubt and last_batch >= doubt:
+            voids.append(doubt)  # the batch in doubt committed
+        if closed:
+            if voids:
+                log.error(
+                    "batches %s were answered 503 but another process resolved them as answered",
+                    voids,
+                )
+        else:
+            if voids:
+                await conn.execute(VOID, (voids,))
+            await conn.execute(CLOSE, (last_batch_of(writer_id), writer_id))
+    return voids
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -14,16 +14,13 @@ from app.api.common import (
     json_object,
     parse_json,
     read_body,
-    read_json,
-    required_text,
+    read_policy_contract,
 )
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.promotion import promote, rollback, shadow_verdict
 from app.store import roles
 from app.store.configuration import model_version
 from app.store.roles import RoleError
-from policies.arguments import ArgumentsError
-from policies.arguments import validate as validate_arguments
 from policies.estimators import MeanMoments, Moments
 
 
@@ -93,15 +90,7 @@ async def list_policies(request: Request) -> JSONResponse:
 
 async def add_policy(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
-    body = json_object(
-        await read_json(request, svc.settings.max_body_bytes, "InvalidPolicyContract"),
-        "InvalidPolicyContract",
-    )
-    name = required_text(body.get("name"), "name", "InvalidPolicyContract")
-    try:
-        arguments = validate_arguments(body.get("arguments"))
-    except ArgumentsError as exc:
-        raise bad_request("InvalidPolicyConfiguration", str(exc)) from None
+    name, arguments = await read_policy_contract(request, svc.settings.max_body_bytes)
     try:
         added = await roles.add_challenger(svc.engine, name, arguments)
     except RoleError as exc:

@@ -11,6 +11,8 @@ from app.errors import ApiError, bad_request
 from app.keys import key_id
 from app.service import Service
 from policies import codec
+from policies.arguments import ArgumentsError
+from policies.arguments import validate as validate_arguments
 from policies.features import is_plain_text
 
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
@@ -102,3 +104,17 @@ def json_object(body: Any, inner: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request(inner, "The request body must be a JSON object.")
     return body
+
+
+async def read_policy_contract(request: Request, limit: int) -> tuple[str, str]:
+    """A `{name, arguments}` policy contract: its name and its validated VW arguments; 400
+    `InvalidPolicyContract` or `InvalidPolicyConfiguration` otherwise."""
+    body = json_object(
+        await read_json(request, limit, "InvalidPolicyContract"), "InvalidPolicyContract"
+    )
+    name = required_text(body.get("name"), "name", "InvalidPolicyContract")
+    try:
+        arguments = validate_arguments(body.get("arguments"))
+    except ArgumentsError as exc:
+        raise bad_request("InvalidPolicyConfiguration", str(exc)) from None
+    return name, arguments

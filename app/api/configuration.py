@@ -7,14 +7,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from app.api.common import authorize, caller, json_object, read_json, required_text
+from app.api.common import authorize, caller, read_json, read_policy_contract
 from app.errors import bad_request
 from app.service import Service
 from app.service_config import REWARD_SETTINGS, ConfigError, validate
 from app.store import apprentice, configuration
 from app.store.configuration import ChampionChange
-from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME, ArgumentsError
-from policies.arguments import validate as validate_arguments
+from policies.arguments import DEFAULT_ARGUMENTS, DEFAULT_POLICY_NAME
 
 
 async def _document(svc: Service) -> dict[str, Any]:
@@ -62,15 +61,7 @@ async def get_policy(request: Request) -> JSONResponse:
 
 async def put_policy(request: Request) -> JSONResponse:
     svc = authorize(request, admin=True)
-    body = json_object(
-        await read_json(request, svc.settings.max_body_bytes, "InvalidPolicyContract"),
-        "InvalidPolicyContract",
-    )
-    name = required_text(body.get("name"), "name", "InvalidPolicyContract")
-    try:
-        arguments = validate_arguments(body.get("arguments"))
-    except ArgumentsError as exc:
-        raise bad_request("InvalidPolicyConfiguration", str(exc)) from None
+    name, arguments = await read_policy_contract(request, svc.settings.max_body_bytes)
     await configuration.replace_champion(
         svc.engine, name, arguments, ChampionChange("policy", caller(request))
     )

@@ -17,6 +17,10 @@ Promises:
   the writer publishes the batches it has answered for (`writers.resolved_through`) with the next
   batch, or on its own a moment later when no batch follows. The learner finalizes only rows of
   resolved batches (`app.store.writers`).
+
+Over 400 lines because the queue, the batches in flight and the answers are one state machine
+(what a timeout, a late COMMIT or a lost connection does depends on all three); its statements
+are in `app.store.batch_statements`, its bookkeeping in the database in `app.store.writers`.
 """
 
 from __future__ import annotations

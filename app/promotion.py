@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from app.store import evaluations, lease, roles
 from app.store.roles import Audit, RoleError
 from policies import gate
-from policies.estimators import normal_quantile
 from policies.gate import Evidence, GateRules, Verdict
+from policies.quantiles import normal_quantile
 
 if TYPE_CHECKING:
     from app.service import Service

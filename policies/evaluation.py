@@ -27,14 +27,12 @@ from policies.estimators import (
     DR,
     IPS,
     SNIPS,
-    Interval,
-    MeanMoments,
-    Moments,
     effective_sample_size,
     importance_weights,
     max_weight,
-    paired_difference,
 )
+from policies.intervals import Interval, paired_difference
+from policies.moments import MeanMoments, Moments
 from policies.vw import Policy
 
 REWARD_MODEL_ARGUMENTS = "--cb_adf --cb_type mtr -q ::"

@@ -23,7 +23,7 @@ from app.store import roles
 from app.store.roles import RoleError
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
-from policies.estimators import MeanMoments, Moments
+from policies.moments import MeanMoments, Moments
 
 
 def _role_error(exc: RoleError) -> ApiError:

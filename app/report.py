@@ -69,7 +69,7 @@ svg .bar{fill:#8c959f}svg .bar:hover{fill:#4269d0}
 
 
 def render_html(report: dict) -> str:
-    """The report from `policies.evaluation.report` as a complete, self-contained HTML page."""
+    """The report from `policies.evaluation_report.report` as a complete, self-contained HTML page."""
     evaluation = report.get("evaluation") if isinstance(report.get("evaluation"), dict) else {}
     name = _text(evaluation.get("name")) or _text(evaluation.get("id")) or "Offline evaluation"
     policies = [p for p in _list(report.get("policies")) if isinstance(p, dict)]

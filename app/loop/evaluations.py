@@ -31,8 +31,9 @@ from app.store import evaluations as store
 from app.store import lease
 from app.store.db import sync_url
 from policies.arguments import with_epsilon
-from policies.evaluation import PolicySpec, Replay, report
+from policies.evaluation_report import report
 from policies.optimization import optimize
+from policies.replay import PolicySpec, Replay
 
 log = logging.getLogger(__name__)
 

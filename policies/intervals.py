@@ -50,6 +50,7 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def check_alpha(alpha: float) -> None:
+    """Refuse an α outside (0, 1) (0.05 for a 95% interval)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
 
@@ -57,6 +58,7 @@ def check_alpha(alpha: float) -> None:
 def gaussian_interval(
     value: float, sd: float, n: int, alpha: float, one_sided: bool = False
 ) -> Interval:
+    """value ± z·sd/√n; `one_sided`: a lower bound at level 1 − α. Unbounded below 2 events."""
     if n < 2:
         return Interval(value, -math.inf, math.inf, "gaussian", alpha)
     half = normal_quantile(1 - (alpha if one_sided else alpha / 2)) * sd / math.sqrt(n)
@@ -66,6 +68,7 @@ def gaussian_interval(
 def bernstein_half_width(
     variance: float, span: float, n: int, alpha: float, one_sided: bool
 ) -> float:
+    """The empirical Bernstein half width of a mean of n values of this variance and range."""
     if n < 2:
         return math.inf
     log = math.log(2 / (alpha if one_sided else alpha / 2))
@@ -77,6 +80,7 @@ def sample_sd(x: np.ndarray) -> float:
 
 
 def clip_interval(interval: Interval, low: float, high: float) -> Interval:
+    """Both ends moved into [low, high]; the value is kept."""
     return Interval(
         interval.value,
         min(high, max(low, interval.lower)),

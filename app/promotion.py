@@ -18,8 +18,8 @@ from app.store import evaluations, lease, roles
 from app.store.db import AsyncEngine
 from app.store.roles import Audit, RoleError
 from policies import gate
-from policies.estimators import normal_quantile
 from policies.gate import Evidence, GateRules, Verdict
+from policies.quantiles import normal_quantile
 
 
 class Service(Protocol):

@@ -63,7 +63,7 @@ svg .bar{fill:#8c959f}svg .bar:hover{fill:#4269d0}
 
 
 def render_html(report: dict) -> str:
-    """The report from `policies.evaluation.report` as a complete, self-contained HTML page."""
+    """The report from `policies.evaluation_report.report` as a complete, self-contained HTML page."""
     evaluation = report.get("evaluation") if isinstance(report.get("evaluation"), dict) else {}
     name = as_text(evaluation.get("name")) or as_text(evaluation.get("id")) or "Offline evaluation"
     policies = [p for p in as_items(report.get("policies")) if isinstance(p, dict)]

@@ -53,16 +53,16 @@ import numpy as np
 
 from policies.arguments import DEFAULT_ARGUMENTS, with_epsilon
 from policies.estimators import DM, DR, IPS, SNIPS
-from policies.evaluation import (
+from policies.evaluation_report import report
+from policies.features import Action
+from policies.replay import (
     NON_LEARNING,
     REWARD_MODEL_ARGUMENTS,
     LoggedEvent,
     PolicySpec,
     Replay,
     ReplayResult,
-    report,
 )
-from policies.features import Action
 from policies.vw import example_text
 
 DESCRIPTION = "Evaluation speed: estimators over 1M logged events, replay events/s per policy."

@@ -34,8 +34,8 @@ from statistics import NormalDist
 
 import numpy as np
 
-from policies.estimators import paired_difference
 from policies.gate import GateRules, decide, evidence
+from policies.intervals import paired_difference
 
 DESCRIPTION = "Promotion gate: promotion rates of equal, better and worse challengers."
 SEED = 20240601

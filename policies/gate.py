@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from policies.estimators import effective_sample_size, max_weight, paired_difference
+from policies.estimators import effective_sample_size, max_weight
+from policies.intervals import paired_difference
 
 DEFAULT_MIN_EVENTS = 10_000
 DEFAULT_MIN_ESS = 1_000.0

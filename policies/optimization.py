@@ -21,7 +21,7 @@ import vowpal_wabbit_next as vw
 
 from policies.arguments import ArgumentsError, validate, with_epsilon
 from policies.estimators import IPS, SNIPS
-from policies.evaluation import LoggedEvent, PolicySpec, Replay
+from policies.replay import LoggedEvent, PolicySpec, Replay
 
 LEARNING_RATES = (1e-3, 1e-2, 0.1, 0.5)
 CB_TYPES = ("ips", "mtr")

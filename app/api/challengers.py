@@ -21,7 +21,7 @@ from app.promotion import promote, rollback, shadow_verdict
 from app.store import roles
 from app.store.configuration import model_version
 from app.store.roles import RoleError
-from policies.estimators import MeanMoments, Moments
+from policies.moments import MeanMoments, Moments
 
 
 def _role_error(exc: RoleError) -> ApiError:

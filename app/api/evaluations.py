@@ -26,7 +26,7 @@ from app.store.roles import RoleError
 from app.timestamps import iso, parse_moment
 from policies.arguments import ArgumentsError
 from policies.arguments import validate as validate_arguments
-from policies.evaluation import INTERVALS, WINDOWS, regroup
+from policies.evaluation_report import INTERVALS, WINDOWS, regroup
 
 V2022 = "2022-09-01-preview"
 MAX_CUSTOM_POLICIES = 10

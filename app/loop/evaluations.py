@@ -28,8 +28,9 @@ from app.store import lease
 from app.store.db import AsyncEngine, Connection, Engine, repeatable_read, sync_engine
 from app.timestamps import iso
 from policies.arguments import with_epsilon
-from policies.evaluation import PolicySpec, Replay, report
+from policies.evaluation_report import report
 from policies.optimization import optimize
+from policies.replay import PolicySpec, Replay
 
 log = logging.getLogger(__name__)
 

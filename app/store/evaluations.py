@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.store import lease
 from app.store.election import notify
 from app.store.tables import decisions, evaluations, joined, policies, service_config
-from policies.evaluation import LoggedEvent
+from policies.replay import LoggedEvent
 
 MAX_ATTEMPTS = 3  # job starts before an evaluation whose job keeps dying is marked Failed
 

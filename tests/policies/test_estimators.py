@@ -15,15 +15,13 @@ from policies.estimators import (
     DR,
     IPS,
     SNIPS,
-    Interval,
-    MeanMoments,
-    Moments,
     effective_sample_size,
     importance_weights,
     max_weight,
-    paired_difference,
-    student_t_quantile,
 )
+from policies.intervals import Interval, paired_difference
+from policies.moments import MeanMoments, Moments
+from policies.quantiles import student_t_quantile
 
 TOL = {"rel": 1e-9, "abs": 1e-9}
 CASES = [(seed, k) for seed, k in zip(range(8), (2, 3, 5, 5, 8, 4, 6, 5), strict=True)]

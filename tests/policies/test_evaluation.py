@@ -10,17 +10,9 @@ import pytest
 
 from policies.arguments import DEFAULT_ARGUMENTS
 from policies.estimators import DM, DR, IPS, SNIPS
-from policies.evaluation import (
-    LoggedEvent,
-    PolicySpec,
-    Replay,
-    ReplayResult,
-    RewardModel,
-    choose_interval,
-    regroup,
-    report,
-)
+from policies.evaluation_report import choose_interval, regroup, report
 from policies.features import Action
+from policies.replay import LoggedEvent, PolicySpec, Replay, ReplayResult, RewardModel
 from policies.vw import Policy, example_text
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z

@@ -8,9 +8,9 @@ import pytest
 
 from policies.arguments import validate, with_epsilon
 from policies.estimators import IPS
-from policies.evaluation import LoggedEvent, PolicySpec, Replay
 from policies.features import Action
 from policies.optimization import _set, _with_interactions, namespaces, optimize
+from policies.replay import LoggedEvent, PolicySpec, Replay
 from policies.vw import example_text
 
 BASE = "--cb_explore_adf --epsilon 0.2 --cb_type mtr -l 0.01"  # no interactions

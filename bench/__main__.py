@@ -2,4 +2,5 @@
 
 from bench.suite import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.keys import Keys
-from app.loop.evaluations import Runner
+from app.loop.evaluation_runner import Runner
 from app.loop.learner import Learner, ServingModel
 from app.process import this_process
 from app.promotion import EvaluationError, apply_from_evaluation

@@ -14,13 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from app.custom_policies import MAX_CUSTOM_POLICIES, CustomPolicyError, check_count, validated
 from app.loop.evaluations import FIXED, NoEvents, evaluate_window
 from app.report import render_html
 from app.store.db import OperationalError, sync_engine
 from app.timestamps import parse_moment
-from policies.arguments import ArgumentsError, validate
-
-MAX_CUSTOM_POLICIES = 10
 
 
 class UsageError(ValueError):
@@ -36,22 +34,24 @@ def parse_time(value: str, flag: str) -> datetime:
 
 def parse_policies(given: list[str]) -> list[dict[str, str]]:
     """`NAME=ARGS` pairs → custom policies (validated, names unique)."""
-    if len(given) > MAX_CUSTOM_POLICIES:
-        raise UsageError(f"at most {MAX_CUSTOM_POLICIES} --policy options")
-    policies, seen = [], {n.lower() for n in FIXED}
-    for item in given:
-        name, sep, arguments = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageError(f"--policy expects NAME=\"VW ARGUMENTS\", got '{item}'")
-        if name.lower() in seen:
-            raise UsageError(f"--policy {name}: names must be unique and not {', '.join(FIXED)}")
-        seen.add(name.lower())
-        try:
-            policies.append({"name": name, "arguments": validate(arguments)})
-        except ArgumentsError as exc:
-            raise UsageError(f"--policy {name}: {exc}") from None
-    return policies
+    pairs = []
+    try:
+        check_count(len(given))
+        for item in given:
+            name, sep, arguments = item.partition("=")
+            name = name.strip()
+            if not sep or not name:
+                raise UsageError(f"--policy expects NAME=\"VW ARGUMENTS\", got '{item}'")
+            pairs.append((name, arguments))
+        return validated(pairs)
+    except CustomPolicyError as exc:
+        if exc.reason == "too-many":
+            raise UsageError(f"at most {MAX_CUSTOM_POLICIES} --policy options") from None
+        if exc.reason == "duplicate":
+            raise UsageError(
+                f"--policy {exc.name}: names must be unique and not {', '.join(FIXED)}"
+            ) from None
+        raise UsageError(f"--policy {exc.name}: {exc}") from None
 
 
 class ProgressBar:

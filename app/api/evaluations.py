@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from app.api.common import authorize, caller, json_object, read_json, required_text
+from app.custom_policies import MAX_CUSTOM_POLICIES, CustomPolicyError, check_count, validated
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.loop.evaluations import FIXED
 from app.promotion import EvaluationError, apply_from_evaluation
@@ -24,12 +25,9 @@ from app.service import Service
 from app.store import evaluations
 from app.store.roles import RoleError
 from app.timestamps import iso, parse_moment
-from policies.arguments import ArgumentsError
-from policies.arguments import validate as validate_arguments
 from policies.evaluation_report import INTERVALS, WINDOWS, regroup
 
 V2022 = "2022-09-01-preview"
-MAX_CUSTOM_POLICIES = 10
 INNER = "InvalidEvaluationContract"
 V1_STATUS = {"Running": "pending", "Succeeded": "completed", "Failed": "failed"}
 
@@ -62,25 +60,25 @@ def _contract(body: Any) -> dict[str, Any]:
     given = body.get("policies", [])
     if not isinstance(given, list) or not all(isinstance(p, dict) for p in given):
         raise bad_request(INNER, "policies must be an array of {name, arguments}.")
-    if len(given) > MAX_CUSTOM_POLICIES:
-        raise bad_request(INNER, f"A maximum of {MAX_CUSTOM_POLICIES} custom policies are allowed.")
-    custom, seen = [], {n.lower() for n in FIXED}
-    for policy in given:
-        policy_name = required_text(
-            policy.get("name"), "Each policy's name", "InvalidPolicyContract"
-        )
-        if policy_name.lower() in seen:
+    try:
+        check_count(len(given))
+        custom = validated(
+            (required_text(p.get("name"), "Each policy's name", "InvalidPolicyContract"),
+             p.get("arguments"))
+            for p in given
+        )  # fmt: skip
+    except CustomPolicyError as exc:
+        if exc.reason == "too-many":
+            raise bad_request(
+                INNER, f"A maximum of {MAX_CUSTOM_POLICIES} custom policies are allowed."
+            ) from None
+        if exc.reason == "duplicate":
             raise bad_request(
                 "DuplicateCustomPolicyNames",
                 f"Custom policy names should be unique and differ from {', '.join(FIXED)}: "
-                f"'{policy_name}'.",
-            )
-        seen.add(policy_name.lower())
-        try:
-            arguments = validate_arguments(policy.get("arguments"))
-        except ArgumentsError as exc:
-            raise bad_request("InvalidPolicyConfiguration", f"{policy_name}: {exc}") from None
-        custom.append({"name": policy_name, "arguments": arguments})
+                f"'{exc.name}'.",
+            ) from None
+        raise bad_request("InvalidPolicyConfiguration", f"{exc.name}: {exc}") from None
     optimize = False
     for flag in ("enableOfflineExperimentation", "enablePolicyOptimization"):
         value = body.get(flag)

@@ -8,10 +8,11 @@ from typing import Any
 
 from app.keys import Keys
 from app.loop.evaluation_runner import Runner
-from app.loop.learner import Learner, ServingModel
+from app.loop.learner import Learner
 from app.process import this_process
 from app.promotion import EvaluationError, apply_from_evaluation
 from app.service_config import Rules
+from app.serving import PolicyModel, Registry
 from app.settings import Settings
 from app.store import configuration, evaluations, lease
 from app.store.db import AsyncEngine
@@ -30,17 +31,20 @@ class Service:
     database_url: str
     document: dict[str, Any]
     writer: GroupCommitWriter = field(init=False)
+    registry: Registry = field(init=False)
     learner: Learner = field(init=False)
     election: Election = field(init=False)
     runner: Runner = field(init=False)
 
     def __post_init__(self) -> None:
         self.rules = Rules.of(self.document)
+        self.registry = Registry(self.engine, lambda: self.rules)
         self.learner = Learner(
             self.engine,
             lambda: self.rules,
             self.settings.snapshots_kept,
             self.settings.join_interval,
+            self.registry,
             self.term,
             self._deposed,
             lambda: self.writer.answered(),
@@ -65,9 +69,9 @@ class Service:
             self.learner.wake()
 
     @property
-    def serving(self) -> ServingModel:
-        assert self.learner.serving is not None
-        return self.learner.serving
+    def serving(self) -> PolicyModel:
+        assert self.registry.serving is not None
+        return self.registry.serving
 
     @property
     def role(self) -> str:
@@ -85,8 +89,8 @@ class Service:
     async def start(self) -> None:
         # a single process becomes the learner (and catches up) before it serves
         await self.election.start(wait=5.0 if self.settings.workers <= 1 else 0.0)
-        if self.learner.serving is None:  # not the learner: serve the newest snapshot
-            await self.learner.load(catch_up=False)
+        if self.registry.serving is None:  # not the learner: serve the newest snapshot
+            await self.registry.load()
         await self.writer.start()
 
     async def stop(self) -> None:
@@ -97,7 +101,7 @@ class Service:
 
     async def _lead(self) -> None:
         await self._reload_document()
-        await self.learner.load(catch_up=True)
+        await self.learner.catch_up()
         await self.learner.step()  # events whose wait time closed while no learner ran
         self.learner.start()
         self.runner.start()  # evaluations left Running by a previous learner run again
@@ -107,12 +111,12 @@ class Service:
         await self.learner.stop()
 
     async def _notified(self, payload: str) -> None:
-        if self.learner.serving is None:  # still starting: start() loads what is current
+        if self.registry.serving is None:  # still starting: start() loads what is current
             return
         if payload in ("config", CONNECTED):
             await self.reload()
         elif payload.startswith("model:") and not self.election.leading:
-            await self.learner.refresh()
+            await self.registry.refresh()
         elif payload == "evaluation" and self.election.leading:
             self.runner.wake()
         elif payload.startswith("cancel:") and self.election.leading:
@@ -160,7 +164,7 @@ class Service:
         learner loads new policies, drops retired ones and serves the champion."""
         await self._reload_document()
         if not self.election.leading:
-            await self.learner.refresh()
+            await self.registry.refresh()
             return
         try:
             await self.learner.sync()

@@ -1,11 +1,11 @@
-"""Learner throughput: the service's `Learner.load(catch_up=True)` against raw vowpal-wabbit-next.
+"""Learner throughput: the service's `Learner.catch_up()` against raw vowpal-wabbit-next.
 
 `python3 -m bench.learner [--events N] [--actions K] [--database-url URL] [--profile]`
 
 Creates a fresh database `ds_bench_<random>` (on `--database-url`, else an embedded PostgreSQL),
 fills it with N seeded synthetic final events (decisions + joined, nothing pending), then times,
 alternating, three times each:
-  A. learner: `Learner.load(catch_up=True)` — read joined ⋈ decisions from PostgreSQL in
+  A. learner: `Learner.catch_up()` — read joined ⋈ decisions from PostgreSQL in
      batches (the VW JSON text logged with each decision), parse, label and learn every event
      (`Policy` calls vowpal-wabbit-next's core directly, without its public wrappers);
   B. raw: vowpal-wabbit-next's public API alone on the same events in the same order —
@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.loop.learner import LEARN_BATCH, Learner
 from app.service_config import Rules, defaults
+from app.serving import PolicyModel, Registry
 from app.store import configuration, lease
 from app.store.db import async_engine, migrate
 from bench.database import DEFAULT_URL, fresh_database, postgres_server
@@ -45,7 +46,7 @@ from policies.features import Action
 from policies.ranking import lesson
 from policies.vw import Policy, example_text
 
-DESCRIPTION = "Learner throughput: Learner.load(catch_up=True) against raw vowpal-wabbit-next."
+DESCRIPTION = "Learner throughput: Learner.catch_up() against raw vowpal-wabbit-next."
 TARGET_RATE = 10_000.0
 TARGET_RATIO = 0.5
 RUNS = 3
@@ -151,14 +152,20 @@ def raw_stream(url: str) -> Stream:
 def new_learner(engine: AsyncEngine) -> Learner:
     # a fresh database, where no learner was ever elected: the epoch is still 0
     term = lease.Term(epoch=0, lease_s=60.0)
-    return Learner(engine, lambda: Rules.of(defaults()), 3, 1.0, lambda: term)
+    rules = Rules.of(defaults())
+    return Learner(engine, lambda: rules, 3, 1.0, Registry(engine, lambda: rules), lambda: term)
+
+
+def served_model(learner: Learner) -> PolicyModel:
+    """The model the learner serves (its champion's)."""
+    return next(m for m in learner.models.values() if m.row.role == "champion")
 
 
 async def run_learner(engine: AsyncEngine) -> tuple[float, Learner]:
     learner = new_learner(engine)
     gc.collect()
     start = time.perf_counter()
-    await learner.load(catch_up=True)
+    await learner.catch_up()
     return time.perf_counter() - start, learner
 
 
@@ -176,8 +183,7 @@ def run_raw(arguments: str, stream: Stream) -> tuple[float, vw.Workspace]:
 
 def same_model(arguments: str, learner: Learner, raw: vw.Workspace, k: int) -> str:
     """Byte equality of the two models and the largest pmf difference on a few probes."""
-    assert learner.serving is not None
-    served = learner.serving.policy
+    served = served_model(learner).policy
     same = served.to_bytes() == raw.serialize()  # before any predict: predicting moves counters
     replica = Policy.from_bytes(arguments, raw.serialize())
     actions = [Action(f"action-{a}", [{"topic": TOPICS[a % len(TOPICS)]}]) for a in range(k)]
@@ -197,9 +203,9 @@ async def profile(engine: AsyncEngine, arguments: str, n: int) -> None:
     learner = new_learner(engine)
     profiler = cProfile.Profile()
     profiler.enable()
-    await learner.load(catch_up=True)
+    await learner.catch_up()
     profiler.disable()
-    print("\ncProfile of Learner.load(catch_up=True), top 20 by own time:")
+    print("\ncProfile of Learner.catch_up(), top 20 by own time:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
 
 
@@ -228,7 +234,7 @@ async def measure(url: str, n: int, k: int, with_profile: bool = False) -> dict[
         raw_s: list[float] = []
         for _ in range(RUNS):
             elapsed, learner = await run_learner(engine)
-            assert learner.serving is not None and learner.serving.events_learned == n
+            assert served_model(learner).events_learned == n
             learner_s.append(elapsed)
             elapsed, raw = run_raw(arguments, stream)
             raw_s.append(elapsed)
@@ -259,7 +265,7 @@ def report(figures: dict[str, Any]) -> None:
     learner_rate, raw_rate = figures["learner_events_per_s"], figures["raw_events_per_s"]
     ratio = figures["ratio"]
     print(
-        "\nA learner = Learner.load(catch_up=True): SELECT joined JOIN decisions from PostgreSQL"
+        "\nA learner = Learner.catch_up(): SELECT joined JOIN decisions from PostgreSQL"
         f"\n  in batches of {LEARN_BATCH} (the logged VW JSON text), parse, label,"
         "\n  predict then learn (the pmf before learning is kept as the score), calling"
         "\n  vowpal-wabbit-next's core directly (the service's code path)"

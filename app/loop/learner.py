@@ -1,7 +1,8 @@
 """The learning loop: join final events, learn them in order, snapshot the model.
 
-The serving model and the learner share one VW workspace in this process, so a learned
-reward shows in the next rank. Every final event has a position (`joined.seq`); the model
+Only the elected learner runs it. It serves its champion through this process's
+`app.serving.Registry`: the model it learns on is the model it ranks with, so a learned reward
+shows in the next rank. Every final event has a position (`joined.seq`); the model
 remembers the last position it learned (`cursor`), and a snapshot stores the bytes and the
 cursor together, so a restart loads the newest snapshot and learns what follows it.
 
@@ -18,12 +19,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.service_config import Rules
+from app.serving import PolicyModel, Registry, newest_model
 from app.store import configuration, joins, lease, logs, snapshots, writers
-from app.store.configuration import PolicyRow, model_version
 from app.store.db import AsyncEngine, is_disconnect
 from policies import join
 from policies.arguments import with_epsilon
@@ -41,23 +41,6 @@ COALESCE_MAX_S = 0.05  # to pause this long, but no longer than this
 TAKE_OVER_EVERY_S = 1.0  # how often the learner looks for writers whose process is gone
 
 
-@dataclass
-class ServingModel:
-    row: PolicyRow
-    policy: Policy
-    cursor: int  # last joined position learned
-    events_learned: int
-    saved_cursor: int  # cursor of the newest snapshot
-    # (seq, p, logging probability, reward) recorded since the last snapshot
-    scores: list[tuple[int, float, float, float]] = field(default_factory=list)
-    # (seq, VW's reason) of the events VW refused to learn since the last snapshot
-    refused: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def version(self) -> str:
-        return model_version(self.row.id, self.events_learned)
-
-
 class Learner:
     def __init__(
         self,
@@ -65,11 +48,13 @@ class Learner:
         rules: Callable[[], Rules],
         snapshots_kept: int,
         join_interval: float,
+        registry: Registry,
         term: Callable[[], lease.Term | None],
         on_deposed: Callable[[], None] = lambda: None,
         answered: Callable[[], writers.Local | None] = lambda: None,
     ) -> None:
         self._engine = engine
+        self._registry = registry  # the learner serves its champion's model through it
         self._term = term  # this process's learner term (None unless it leads)
         self._on_deposed = on_deposed
         self._answered = answered  # what this process's writer answered for (may be unpublished)
@@ -86,21 +71,17 @@ class Learner:
         self._rewards_rules: tuple[str, timedelta] | None = None  # the rules it was taken under
         self._next_take_over = 0.0
         self._joined_last_step = 0  # events the previous step joined
-        self.serving: ServingModel | None = None
-        self.models: dict[int, ServingModel] = {}  # the learner's active policies, by id
+        self.models: dict[int, PolicyModel] = {}  # the learner's active policies, by id
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def load(self, catch_up: bool) -> None:
-        """Serve the champion's newest snapshot; with `catch_up` (the learner), load every active
-        policy and first learn every joined event after each one's cursor."""
+    async def catch_up(self) -> None:
+        """Load every active policy's newest snapshot, learn every joined event after each one's
+        cursor, and serve the champion."""
         async with self._lock:
             self.models = {}
-            if catch_up:
-                await self._sync_models()
-            else:
-                self.serving = await self._newest_model(await configuration.champion(self._engine))
-            model = self.serving
+            await self._sync_models()
+            model = self._registry.serving
             assert model is not None
             log.info("serving policy %s, model version %s", model.row.name, model.version)
 
@@ -108,9 +89,9 @@ class Learner:
         """The learner, after a change of policies: load new challengers, drop retired ones,
         serve the champion (a promoted challenger keeps its model), learn what they lack."""
         async with self._lock:
-            before = self.serving
+            before = self._registry.serving
             await self._sync_models()
-            champion = self.serving
+            champion = self._registry.serving
         if champion is not None and (before is None or before.row.id != champion.row.id):
             await self.snapshot(force=True)  # workers load the new champion's model now
 
@@ -121,7 +102,7 @@ class Learner:
         for row in rows:
             current = self.models.get(row.id)
             if current is None:
-                models[row.id] = await self._newest_model(row)
+                models[row.id] = await newest_model(self._engine, row, exploration)
                 continue
             current.row = row  # its role may have changed
             arguments = with_epsilon(row.arguments, exploration)
@@ -131,29 +112,7 @@ class Learner:
             models[row.id] = current
         self.models = models
         await self._learn_available(list(models.values()))
-        self.serving = models[rows[0].id]
-
-    async def refresh(self) -> None:
-        """A worker that is not the learner: swap in the champion's newest snapshot if newer."""
-        async with self._lock:
-            current = self.serving
-            row = await configuration.champion(self._engine)
-            model = await self._newest_model(row, current)
-            if current is None or model is not current:
-                self.serving = model
-
-    async def _newest_model(
-        self, row: PolicyRow, current: ServingModel | None = None
-    ) -> ServingModel:
-        arguments = with_epsilon(row.arguments, self._rules().exploration)
-        snap = await snapshots.latest(self._engine, row.id)
-        same_policy = current is not None and current.row.id == row.id
-        if same_policy and (snap is None or snap.cursor <= current.cursor):  # type: ignore[union-attr]
-            return current  # type: ignore[return-value]
-        if snap is None:
-            return ServingModel(row, Policy(arguments), row.start_seq, 0, row.start_seq)
-        policy = await asyncio.to_thread(Policy.from_bytes, arguments, snap.model)
-        return ServingModel(row, policy, snap.cursor, snap.events_learned, snap.cursor)
+        self._registry.serve(models[rows[0].id])
 
     @property
     def running(self) -> bool:
@@ -269,7 +228,7 @@ class Learner:
         if purged:
             log.info("retention: deleted %d events older than %d days", purged, days)
 
-    async def _learn_available(self, models: list[ServingModel]) -> None:
+    async def _learn_available(self, models: list[PolicyModel]) -> None:
         """Teach each model, in order, the joined events after its cursor."""
         learned = 0
         while models:
@@ -299,8 +258,8 @@ class Learner:
         term = self._term()
         if term is None:
             return
-        models = list(self.models.values()) or ([self.serving] if self.serving else [])
-        champion = next((m for m in models if m.row.role == "champion"), self.serving)
+        models = list(self.models.values())
+        champion = next((m for m in models if m.row.role == "champion"), None)
         moved = [m for m in models if m.cursor != m.saved_cursor or (force and m is champion)]
         if not moved or champion is None:
             return
@@ -319,7 +278,7 @@ class Learner:
             model.refused = model.refused[len(item.refused) :]
 
 
-def _learn(model: ServingModel, event: joins.JoinedEvent) -> None:
+def _learn(model: PolicyModel, event: joins.JoinedEvent) -> None:
     """Teach `model` one joined event (recording its score first when the event is Online)."""
     model.cursor = event.seq
     if not event.learn:

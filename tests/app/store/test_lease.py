@@ -19,6 +19,7 @@ from app import service_config
 from app.loop.learner import Learner
 from app.process import this_process
 from app.service_config import Rules
+from app.serving import Registry
 from app.store import evaluations, joins, lease, logs, roles, snapshots, writers
 from app.store.configuration import champion, ensure_defaults
 from app.store.db import async_engine, migrate
@@ -227,8 +228,10 @@ def test_a_deposed_learner_stops_before_it_writes(url: str) -> None:
         engine = async_engine(url)
         stale = lease.Term(_epoch(url) - 1, 5.0)
         told = []
-        learner = Learner(engine, lambda: RULES, 3, 0.05, lambda: stale, lambda: told.append(1))
-        await learner.load(catch_up=False)
+        registry = Registry(engine, lambda: RULES)
+        learner = Learner(
+            engine, lambda: RULES, 3, 0.05, registry, lambda: stale, lambda: told.append(1)
+        )
         learner.start()
         for _ in range(100):
             if told:
@@ -253,8 +256,10 @@ def test_an_event_vw_refuses_is_recorded_and_counted(url: str) -> None:
     async def scenario() -> roles.PolicyInfo:
         engine = async_engine(url)
         term = lease.Term(_epoch(url), 5.0)
-        learner = Learner(engine, lambda: RULES, 3, 1.0, lambda: term)
-        await learner.load(catch_up=True)
+        learner = Learner(
+            engine, lambda: RULES, 3, 1.0, Registry(engine, lambda: RULES), lambda: term
+        )
+        await learner.catch_up()
         await learner.snapshot()
         info = next(i for i in await roles.list_policies(engine) if i.role == "champion")
         await engine.dispose()

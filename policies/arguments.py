@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 from enum import Enum
 
+from policies.command_line import option_values, with_option
 from policies.vw import Policy
 
 DEFAULT_POLICY_NAME = "default"
@@ -194,13 +195,7 @@ def with_epsilon(arguments: str, epsilon: float) -> str:
     given = shlex.split(arguments)
     tokens = _runnable(given)
     value = f"{epsilon:.6g}"
-    for i, token in enumerate(tokens):
-        if token == "--epsilon" and i + 1 < len(tokens):
-            tokens[i + 1] = value
-            return " ".join(tokens)
-        if token.startswith("--epsilon="):
-            tokens[i] = f"--epsilon={value}"
-            return " ".join(tokens)
-    if _OTHER_EXPLORATION.intersection(o.name for o in _parse(tokens)[0]):
-        return arguments if tokens == given else " ".join(tokens)
-    return " ".join([*tokens, "--epsilon", value])
+    chosen = _OTHER_EXPLORATION.intersection(o.name for o in _parse(tokens)[0])
+    if option_values(tokens, "epsilon") or not chosen:
+        return " ".join(with_option(tokens, "epsilon", None, value))
+    return arguments if tokens == given else " ".join(tokens)

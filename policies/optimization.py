@@ -20,6 +20,7 @@ from itertools import product
 import vowpal_wabbit_next as vw
 
 from policies.arguments import ArgumentsError, validate, with_epsilon
+from policies.command_line import option_values, with_option, without_option
 from policies.estimators import IPS, SNIPS
 from policies.replay import LoggedEvent, PolicySpec, Replay
 
@@ -155,11 +156,11 @@ class _Search:
         tokens = shlex.split(arguments)
         scored = []
         for rate, cb_type, power_t in product(rates, cb_types or [None], power_ts or [None]):
-            changed = _set(tokens, "learning_rate", "l", f"{rate:g}")
+            changed = with_option(tokens, "learning_rate", "l", f"{rate:g}")
             if cb_type is not None:
-                changed = _set(changed, "cb_type", None, cb_type)
+                changed = with_option(changed, "cb_type", None, cb_type)
             if power_t is not None:
-                changed = _set(changed, "power_t", None, f"{power_t:g}")
+                changed = with_option(changed, "power_t", None, f"{power_t:g}")
             scored.append(self.score(" ".join(changed)))
         return scored
 
@@ -192,65 +193,16 @@ def _letters(example: vw.Example) -> list[str]:
 def _with_interactions(arguments: str, terms: Sequence[str]) -> str:
     """`arguments` with exactly the `-q` terms `terms` (unchanged when it has them already)."""
     tokens = shlex.split(arguments)
-    if _values(tokens, "quadratic", "q") == list(terms) and not _values(tokens, "interactions"):
+    if option_values(tokens, "quadratic", "q") == list(terms) and not option_values(
+        tokens, "interactions"
+    ):
         return arguments
-    tokens = _remove(_remove(tokens, "quadratic", "q"), "interactions")
+    tokens = without_option(without_option(tokens, "quadratic", "q"), "interactions")
     for term in terms:
         tokens += ["-q", term]
     return " ".join(tokens)
 
 
 def _learning_rate(arguments: str) -> float:
-    rates = _values(shlex.split(arguments), "learning_rate", "l")
+    rates = option_values(shlex.split(arguments), "learning_rate", "l")
     return float(rates[-1]) if rates else VW_LEARNING_RATE
-
-
-def _set(tokens: list[str], long: str, short: str | None, value: str) -> list[str]:
-    """`tokens` with the option's value replaced in place (or the option appended)."""
-    for i, token in enumerate(tokens):
-        if _flag(token, long, short) and i + 1 < len(tokens):
-            head = [*tokens[:i], token, value]
-        elif token.startswith(f"--{long}="):
-            head = [*tokens[:i], f"--{long}={value}"]
-        elif _attached(token, short):
-            head = [*tokens[:i], f"-{short}{value}"]
-        else:
-            continue
-        return head + _remove(tokens[len(head) :], long, short)
-    return [*tokens, f"--{long}" if short is None else f"-{short}", value]
-
-
-def _values(tokens: list[str], long: str, short: str | None = None) -> list[str]:
-    """The values given to an option, in order, whatever its spelling."""
-    values = []
-    for i, token in enumerate(tokens):
-        if _flag(token, long, short) and i + 1 < len(tokens):
-            values.append(tokens[i + 1])
-        elif token.startswith(f"--{long}="):
-            values.append(token.split("=", 1)[1])
-        elif _attached(token, short):
-            values.append(token[2:])
-    return values
-
-
-def _remove(tokens: list[str], long: str, short: str | None = None) -> list[str]:
-    """`tokens` without the option (`--long v`, `--long=v`, `-s v`, `-sv`) and its values."""
-    out: list[str] = []
-    skip = False
-    for token in tokens:
-        if skip:
-            skip = False
-        elif _flag(token, long, short):
-            skip = True
-        elif not (token.startswith(f"--{long}=") or _attached(token, short)):
-            out.append(token)
-    return out
-
-
-def _flag(token: str, long: str, short: str | None) -> bool:
-    return token == f"--{long}" or (short is not None and token == f"-{short}")
-
-
-def _attached(token: str, short: str | None) -> bool:
-    """`-sVALUE`: a short option with its value in the same token."""
-    return short is not None and len(token) > 2 and token[0] == "-" and token[1] == short

@@ -7,9 +7,10 @@ import random
 import pytest
 
 from policies.arguments import validate, with_epsilon
+from policies.command_line import with_option
 from policies.estimators import IPS
 from policies.features import Action
-from policies.optimization import _set, _with_interactions, namespaces, optimize
+from policies.optimization import _with_interactions, namespaces, optimize
 from policies.replay import LoggedEvent, PolicySpec, Replay
 from policies.vw import example_text
 
@@ -116,4 +117,4 @@ def test_interactions_replace_every_spelling(arguments, terms, expected):
     ],
 )
 def test_an_option_is_set_in_place(tokens, expected):
-    assert _set(tokens, "learning_rate", "l", "0.1") == expected
+    assert with_option(tokens, "learning_rate", "l", "0.1") == expected

@@ -60,6 +60,12 @@ async def take(conn: psycopg.AsyncConnection, me: ProcessId) -> int | None:
     return int(row[0]) if row else None
 
 
+# the current epoch, with the lease row held (shared) until the transaction ends
+HOLD_EPOCH = (
+    sa.select(learner_lease.c.epoch).where(learner_lease.c.id == 1).with_for_update(read=True)
+)
+
+
 async def fence(conn: AsyncConnection, term: Term | None) -> None:
     """Continue this transaction only as the learner of `term`; holds the lease row (shared)
     until the transaction ends. Raises Deposed otherwise."""
@@ -68,29 +74,13 @@ async def fence(conn: AsyncConnection, term: Term | None) -> None:
     timeout = sa.func.set_config(
         "idle_in_transaction_session_timeout", str(max(1, int(term.lease_s * 1000))), True
     )
-    current = (
-        await conn.execute(
-            sa.select(learner_lease.c.epoch, timeout)
-            .where(learner_lease.c.id == 1)
-            .with_for_update(read=True)
-        )
-    ).first()
+    current = (await conn.execute(HOLD_EPOCH.add_columns(timeout))).first()
     if current is None or current[0] != term.epoch:
         raise Deposed(f"learner epoch {term.epoch} is over (now {current[0] if current else None})")
 
 
 def fence_sync(conn: sa.Connection, epoch: int) -> None:
     """`fence` for a synchronous connection (the evaluation job process)."""
-    current = conn.execute(
-        sa.select(learner_lease.c.epoch).where(learner_lease.c.id == 1).with_for_update(read=True)
-    ).scalar_one_or_none()
+    current = conn.execute(HOLD_EPOCH).scalar_one_or_none()
     if current != epoch:
         raise Deposed(f"learner epoch {epoch} is over (now {current})")
-
-
-async def current(conn: AsyncConnection) -> int:
-    return int(
-        (
-            await conn.execute(sa.select(learner_lease.c.epoch).where(learner_lease.c.id == 1))
-        ).scalar_one()
-    )
